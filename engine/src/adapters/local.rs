@@ -1,0 +1,151 @@
+//! A whole skald on one machine: the real runner over the in-memory store and queue and the
+//! simulated cloud, driven on a virtual clock. The demo, the workflow's end-to-end tests and the
+//! simulation all run through this.
+
+use super::memory::{block_on, MemoryQueue, MemoryStore, VirtualClock};
+use super::sim::{SimCloud, Timings};
+use crate::codec;
+use crate::message::Message;
+use crate::ports::Clock;
+use crate::runner::{Handled, RunError, Runner, RunnerConfig};
+use crate::workflow::names::{instance_profile_paths, ALL, DEPLOYER, TAG_CONFIG, TAG_DEPLOY_WITH, TAG_PROJECT, TAG_SERVICE};
+use crate::workflow::{Recorded, Release, State, Timestamp};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// SQS's default visibility timeout: a message a worker took and did not delete comes back then.
+pub const VISIBILITY_SECS: u64 = 30;
+
+pub type LocalRunner = Runner<MemoryStore, Arc<MemoryQueue>, SimCloud, Arc<VirtualClock>>;
+
+pub struct Local {
+    pub clock: Arc<VirtualClock>,
+    pub store: MemoryStore,
+    pub queue: Arc<MemoryQueue>,
+    pub cloud: SimCloud,
+    pub runner: LocalRunner,
+}
+
+/// What one delivered message came to.
+#[derive(Debug)]
+pub struct Handling {
+    pub at: Timestamp,
+    pub message: Message,
+    pub result: Result<Handled, RunError>,
+}
+
+impl Local {
+    pub fn new(start: Timestamp, timings: Timings) -> Local {
+        let clock = VirtualClock::starting_at(start);
+        let store = MemoryStore::new();
+        let queue = Arc::new(MemoryQueue::new(clock.clone(), VISIBILITY_SECS));
+        let cloud = SimCloud::new(clock.clone(), timings);
+        let runner = Runner {
+            store: store.clone(),
+            queue: queue.clone(),
+            cloud: cloud.clone(),
+            clock: clock.clone(),
+            config: RunnerConfig::default(),
+        };
+        Local { clock, store, queue, cloud, runner }
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// Queues a deploy request as a producer would, created now.
+    pub fn submit(&self, release: &Release, release_id: &str) {
+        let message =
+            Message::DeployRequested { release: Box::new(release.clone()), release_id: release_id.into(), created_at: self.now() };
+        self.queue.push(&message, 0);
+    }
+
+    pub fn halt(&self, release: &Release, reason: &str) {
+        let message =
+            Message::HaltRequested { project: release.project_name.clone(), config: release.config_name.clone(), reason: reason.into() };
+        self.queue.push(&message, 0);
+    }
+
+    /// Delivers the next message due, moving the clock forward to it when none is due yet.
+    /// `None` when the queue is empty. A message whose handling failed for a retryable reason
+    /// stays on the queue and comes back after the visibility timeout, as on SQS.
+    pub fn deliver_next(&self) -> Option<Handling> {
+        let delivery = match self.queue.receive() {
+            Some(delivery) => delivery,
+            None => {
+                self.clock.advance_to(self.queue.next_visible_at()?);
+                self.queue.receive()?
+            }
+        };
+        let at = self.now();
+        let result = block_on(self.runner.handle(delivery.message.clone(), None, delivery.receive_count > 1));
+        if matches!(result, Ok(_) | Err(RunError::Rejected(_))) {
+            self.queue.delete(delivery.receipt);
+        }
+        Some(Handling { at, message: delivery.message, result })
+    }
+
+    /// Delivers messages until the queue is empty or `messages_max` were delivered.
+    pub fn run(&self, messages_max: usize) -> Vec<Handling> {
+        (0..messages_max).map_while(|_| self.deliver_next()).collect()
+    }
+
+    /// The decoded history of a deploy.
+    pub fn history(&self, deploy: &str) -> Vec<Recorded> {
+        self.store.history(deploy).iter().map(|e| codec::decode(e).expect("the local store holds only events skald wrote")).collect()
+    }
+
+    pub fn state(&self, deploy: &str) -> State {
+        crate::workflow::fold(&self.history(deploy)).expect("the local store holds only well-formed histories")
+    }
+}
+
+/// The example project the demo and the tests deploy.
+pub const EXAMPLE_RELEASE: &str = include_str!("../../../examples/release.json");
+
+pub fn example_release() -> Release {
+    codec::parse_release(EXAMPLE_RELEASE).expect("the example release is valid")
+}
+
+/// Provisions what the example release uses, each resource opted in to skald with its tags.
+pub fn provision_example(cloud: &SimCloud, release: &Release) {
+    let (project, config) = (release.project_name.as_str(), release.config_name.as_str());
+    let opt_in = [(TAG_DEPLOY_WITH, DEPLOYER)];
+    cloud.add_image("ami-0a1b2c3d4e5f60718", &[("Name", release.ami.as_str()), opt_in[0]]);
+    for (i, subnet) in release.subnets.iter().enumerate() {
+        cloud.add_subnet(&format!("subnet-0{i:016x}"), &[("Name", subnet.as_str()), opt_in[0]]);
+    }
+    // A security group used by several services is tagged for all of them with `_all`.
+    let mut sg_users: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (name, service) in &release.services {
+        for sg in &service.security_groups {
+            sg_users.entry(sg).or_default().push(name);
+        }
+    }
+    for (i, (sg, users)) in sg_users.iter().enumerate() {
+        let service = if users.len() == 1 { users[0] } else { ALL };
+        let tags = [("Name", *sg), (TAG_PROJECT, project), (TAG_CONFIG, config), (TAG_SERVICE, service)];
+        cloud.add_security_group(&format!("sg-0{i:016x}"), &tags);
+    }
+    for (name, service) in &release.services {
+        let scope = [(TAG_PROJECT, project), (TAG_CONFIG, config), (TAG_SERVICE, name.as_str())];
+        for elb in &service.elbs {
+            cloud.add_elb(elb, &scope);
+        }
+        for tg in &service.target_groups {
+            cloud.add_target_group(tg, &scope);
+        }
+        if let Some(profile) = &service.profile {
+            cloud.add_instance_profile(profile, &instance_profile_paths(project, config, name)[0]);
+        }
+    }
+    for hook in release.lifecycle.values() {
+        if let Some(role) = &hook.role {
+            cloud.add_role(role);
+        }
+        if let Some(topic) = &hook.sns {
+            cloud.add_topic(topic);
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! Implementations of the ports.
+//!
+//! - `memory`: event store, queue and clocks in memory, with the DynamoDB/SQS semantics.
+//! - `sim`: a simulated cloud with boot times, health and injected faults.
+//! - `local`: all of them wired to the real runner, for the demo and the tests.
+
+pub mod local;
+pub mod memory;
+pub mod sim;

@@ -1,0 +1,414 @@
+//! A simulated cloud on a virtual clock: AMIs, subnets, security groups, instance profiles, classic
+//! ELBs and target groups with tags, and Auto Scaling groups whose instances boot, pass or fail
+//! health, and terminate, after configurable delays. Faults are injected per operation.
+//!
+//! It answers the same questions the AWS adapter will, in the same shapes, so the runner cannot
+//! tell them apart; it is how the workflow is tested end to end without a network.
+
+use crate::ports::{Clock, Cloud};
+use crate::workflow::command::HealthTarget;
+use crate::workflow::health::{InstanceReport, ServiceReport};
+use crate::workflow::names::{TAG_CONFIG, TAG_PROJECT, TAG_RELEASE};
+use crate::workflow::resources::{ExistingAsg, Found, FoundProfile, Lookup, Query, Tags};
+use crate::workflow::{CloudError, LaunchSpec, Timestamp};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+/// How an instance of a given ASG behaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fate {
+    /// Boots and passes every health check.
+    Healthy,
+    /// Boots, but never passes its health checks.
+    NeverHealthy,
+    /// Boots, then starts terminating this long after launch.
+    TerminatesAfterMs(u64),
+}
+
+/// The cloud operations faults can be injected into.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Op {
+    Lookup,
+    Launch,
+    SetCapacity,
+    Observe,
+    Detach,
+    IsDetached,
+    Delete,
+}
+
+#[derive(Clone, Debug)]
+struct Fault {
+    error: CloudError,
+    /// How many more calls fail; `None` fails them all.
+    remaining: Option<u32>,
+}
+
+/// Timings of the simulated world.
+#[derive(Clone, Copy, Debug)]
+pub struct Timings {
+    /// From launch to InService.
+    pub boot_ms: u64,
+    /// From InService to healthy in load balancers.
+    pub lb_healthy_ms: u64,
+    /// From detach to the load balancers having drained the instances.
+    pub drain_ms: u64,
+}
+
+impl Default for Timings {
+    fn default() -> Self {
+        Timings { boot_ms: 40_000, lb_healthy_ms: 20_000, drain_ms: 10_000 }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Instance {
+    id: String,
+    launched_at: Timestamp,
+    fate: Fate,
+}
+
+#[derive(Clone, Debug)]
+pub struct SimAsg {
+    pub tags: Tags,
+    pub launch_template: String,
+    pub min_size: u32,
+    pub max_size: u32,
+    pub desired: u32,
+    pub elbs: Vec<String>,
+    pub target_groups: Vec<String>,
+    pub detached_at: Option<Timestamp>,
+    instances: Vec<Instance>,
+}
+
+impl SimAsg {
+    pub fn instance_count(&self) -> usize {
+        self.instances.len()
+    }
+}
+
+#[derive(Default)]
+struct World {
+    account_id: String,
+    region: String,
+    images: Vec<Found>,
+    subnets: Vec<Found>,
+    security_groups: Vec<Found>,
+    elbs: BTreeMap<String, Found>,
+    target_groups: BTreeMap<String, Found>,
+    instance_profiles: BTreeMap<String, FoundProfile>,
+    roles: BTreeMap<String, String>,
+    topics: BTreeMap<String, String>,
+    launch_templates: BTreeMap<String, Tags>,
+    asgs: BTreeMap<String, SimAsg>,
+    fates: Vec<(String, Fate)>,
+    faults: BTreeMap<Op, Fault>,
+    next_instance: u64,
+    calls: Vec<String>,
+    timings: Timings,
+}
+
+/// The simulated cloud. Cloning shares the world.
+#[derive(Clone)]
+pub struct SimCloud {
+    clock: Arc<dyn Clock + Send + Sync>,
+    world: Arc<Mutex<World>>,
+}
+
+impl SimCloud {
+    pub fn new(clock: Arc<dyn Clock + Send + Sync>, timings: Timings) -> SimCloud {
+        let world = World { account_id: "123456789012".into(), region: "us-east-1".into(), timings, ..World::default() };
+        SimCloud { clock, world: Arc::new(Mutex::new(world)) }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut World) -> T) -> T {
+        f(&mut self.world.lock().unwrap())
+    }
+
+    pub fn add_image(&self, id: &str, tags: &[(&str, &str)]) {
+        self.with(|w| w.images.push(found(id, tags)));
+    }
+
+    pub fn add_subnet(&self, id: &str, tags: &[(&str, &str)]) {
+        self.with(|w| w.subnets.push(found(id, tags)));
+    }
+
+    pub fn add_security_group(&self, id: &str, tags: &[(&str, &str)]) {
+        self.with(|w| w.security_groups.push(found(id, tags)));
+    }
+
+    pub fn add_elb(&self, name: &str, tags: &[(&str, &str)]) {
+        self.with(|w| w.elbs.insert(name.into(), found(name, tags)));
+    }
+
+    pub fn add_target_group(&self, name: &str, tags: &[(&str, &str)]) -> String {
+        let arn = format!("arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/{name}/0123456789abcdef");
+        self.with(|w| w.target_groups.insert(name.into(), found(&arn, tags)));
+        arn
+    }
+
+    pub fn add_instance_profile(&self, name: &str, path: &str) {
+        let arn = format!("arn:aws:iam::123456789012:instance-profile{path}{name}");
+        self.with(|w| w.instance_profiles.insert(name.into(), FoundProfile { arn, path: path.into() }));
+    }
+
+    pub fn add_role(&self, name: &str) {
+        self.with(|w| w.roles.insert(name.into(), format!("arn:aws:iam::123456789012:role/{name}")));
+    }
+
+    pub fn add_topic(&self, name: &str) {
+        self.with(|w| w.topics.insert(name.into(), format!("arn:aws:sns:us-east-1:123456789012:{name}")));
+    }
+
+    /// Instances launched from now on into ASGs whose name contains `asg_part` behave as `fate`.
+    pub fn set_fate(&self, asg_part: &str, fate: Fate) {
+        self.with(|w| w.fates.push((asg_part.into(), fate)));
+    }
+
+    /// The next `times` calls of `op` (all of them with `None`) fail with `error`.
+    pub fn fail(&self, op: Op, error: CloudError, times: Option<u32>) {
+        self.with(|w| w.faults.insert(op, Fault { error, remaining: times }));
+    }
+
+    pub fn clear_faults(&self) {
+        self.with(|w| w.faults.clear());
+    }
+
+    pub fn asgs(&self) -> BTreeMap<String, SimAsg> {
+        self.with(|w| w.asgs.clone())
+    }
+
+    pub fn asg_names(&self) -> Vec<String> {
+        self.with(|w| w.asgs.keys().cloned().collect())
+    }
+
+    pub fn launch_template_names(&self) -> Vec<String> {
+        self.with(|w| w.launch_templates.keys().cloned().collect())
+    }
+
+    /// Every cloud call made, in order: `launch web-…`, `delete …`, ….
+    pub fn calls(&self) -> Vec<String> {
+        self.with(|w| w.calls.clone())
+    }
+
+    /// Records the call and returns the injected fault for it, if any.
+    fn enter(&self, op: Op, call: String) -> Result<(), CloudError> {
+        self.with(|w| {
+            w.calls.push(call);
+            let fault = w.faults.get_mut(&op)?;
+            let error = fault.error.clone();
+            match &mut fault.remaining {
+                Some(0) => {
+                    w.faults.remove(&op);
+                    None
+                }
+                Some(n) => {
+                    *n -= 1;
+                    Some(error)
+                }
+                None => Some(error),
+            }
+        })
+        .map_or(Ok(()), Err)
+    }
+
+    fn lookup_now(&self, query: &Query) -> Lookup {
+        self.with(|w| {
+            let by_ref = |pool: &[Found], reference: &str, id_prefix: &str| -> Vec<Found> {
+                pool.iter()
+                    .filter(|r| {
+                        if reference.starts_with(id_prefix) {
+                            r.id == reference
+                        } else {
+                            r.tags.get("Name").map(String::as_str) == Some(reference)
+                        }
+                    })
+                    .cloned()
+                    .collect()
+            };
+            let asgs = w
+                .asgs
+                .iter()
+                .filter(|(_, a)| a.tags.get(TAG_PROJECT) == Some(&query.project) && a.tags.get(TAG_CONFIG) == Some(&query.config))
+                .map(|(name, a)| ExistingAsg {
+                    name: name.clone(),
+                    desired_capacity: a.desired,
+                    tags: a.tags.clone(),
+                    launch_template: Some(a.launch_template.clone()),
+                    elbs: a.elbs.clone(),
+                    target_groups: a.target_groups.clone(),
+                })
+                .collect();
+            Lookup {
+                account_id: w.account_id.clone(),
+                region: w.region.clone(),
+                amis: by_ref(&w.images, &query.ami, "ami-"),
+                subnets: query.subnets.iter().map(|s| (s.clone(), by_ref(&w.subnets, s, "subnet-"))).collect(),
+                security_groups: query.security_groups.iter().map(|s| (s.clone(), by_ref(&w.security_groups, s, "sg-"))).collect(),
+                elbs: pick(&w.elbs, &query.elbs),
+                target_groups: pick(&w.target_groups, &query.target_groups),
+                instance_profiles: pick(&w.instance_profiles, &query.instance_profiles),
+                roles: pick(&w.roles, &query.roles),
+                topics: pick(&w.topics, &query.topics),
+                asgs,
+            }
+        })
+    }
+
+    fn launch_now(&self, spec: &LaunchSpec) -> Result<(), CloudError> {
+        let now = self.clock.now();
+        self.with(|w| {
+            if let Some(existing) = w.asgs.get(&spec.asg_name) {
+                // Idempotent create: the ASG a crashed worker made for this release is ours.
+                return if existing.tags.get(TAG_RELEASE) == spec.tags.get(TAG_RELEASE) {
+                    Ok(())
+                } else {
+                    Err(CloudError::permanent("AlreadyExists", format!("an ASG named {} exists and is not this release's", spec.asg_name)))
+                };
+            }
+            w.launch_templates.insert(spec.launch_template_name.clone(), spec.tags.clone());
+            let mut asg = SimAsg {
+                tags: spec.tags.clone(),
+                launch_template: spec.launch_template_name.clone(),
+                min_size: spec.min_size,
+                max_size: spec.max_size,
+                desired: 0,
+                elbs: spec.elbs.clone(),
+                target_groups: spec.target_group_arns.clone(),
+                detached_at: None,
+                instances: Vec::new(),
+            };
+            w.resize(&spec.asg_name, &mut asg, spec.desired_capacity, now);
+            w.asgs.insert(spec.asg_name.clone(), asg);
+            Ok(())
+        })
+    }
+
+    fn observe_now(&self, targets: &[HealthTarget]) -> BTreeMap<String, ServiceReport> {
+        let now = self.clock.now();
+        self.with(|w| targets.iter().map(|t| (t.service.clone(), w.report(t, now))).collect())
+    }
+}
+
+fn found(id: &str, tags: &[(&str, &str)]) -> Found {
+    Found { id: id.into(), tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect() }
+}
+
+fn pick<V: Clone>(pool: &BTreeMap<String, V>, wanted: &std::collections::BTreeSet<String>) -> BTreeMap<String, V> {
+    wanted.iter().filter_map(|name| pool.get(name).map(|v| (name.clone(), v.clone()))).collect()
+}
+
+impl World {
+    fn resize(&mut self, asg_name: &str, asg: &mut SimAsg, desired: u32, now: Timestamp) {
+        let fate = self.fates.iter().rev().find(|(part, _)| asg_name.contains(part.as_str())).map_or(Fate::Healthy, |(_, f)| *f);
+        while asg.instances.len() < desired as usize {
+            self.next_instance += 1;
+            asg.instances.push(Instance { id: format!("i-{:017x}", self.next_instance), launched_at: now, fate });
+        }
+        // Scale-in removes the newest instances first.
+        asg.instances.truncate(desired as usize);
+        asg.desired = desired;
+    }
+
+    fn report(&self, target: &HealthTarget, now: Timestamp) -> ServiceReport {
+        let Some(asg) = self.asgs.get(&target.asg) else { return ServiceReport::default() };
+        let timings = self.timings;
+        let mut report = ServiceReport::default();
+        for instance in &asg.instances {
+            let age = now.ms_since(instance.launched_at);
+            let terminating = matches!(instance.fate, Fate::TerminatesAfterMs(after) if age >= after);
+            let in_service = age >= timings.boot_ms;
+            let lifecycle_state = match (terminating, in_service) {
+                (true, _) => "Terminating",
+                (false, true) => "InService",
+                (false, false) => "Pending",
+            };
+            let ec2_healthy =
+                !(instance.fate == Fate::NeverHealthy && target.elbs.is_empty() && target.target_groups.is_empty() && in_service);
+            report.instances.push(InstanceReport {
+                instance_id: instance.id.clone(),
+                lifecycle_state: lifecycle_state.into(),
+                health_status: if ec2_healthy { "Healthy" } else { "Unhealthy" }.into(),
+            });
+            let lb_healthy = !terminating
+                && instance.fate != Fate::NeverHealthy
+                && age >= timings.boot_ms + timings.lb_healthy_ms
+                && asg.detached_at.is_none();
+            for lb in target.elbs.iter().chain(&target.target_groups) {
+                let members = report.load_balancers.entry(lb.clone()).or_default();
+                if lb_healthy && (asg.elbs.contains(lb) || asg.target_groups.contains(lb)) {
+                    members.push(instance.id.clone());
+                }
+            }
+        }
+        report
+    }
+}
+
+impl Cloud for SimCloud {
+    fn lookup(&self, query: &Query) -> impl Future<Output = Result<Lookup, CloudError>> + Send {
+        let result = self.enter(Op::Lookup, "lookup".into()).map(|()| self.lookup_now(query));
+        async move { result }
+    }
+
+    fn launch(&self, spec: &LaunchSpec, _user_data: &str) -> impl Future<Output = Result<(), CloudError>> + Send {
+        let result = self.enter(Op::Launch, format!("launch {}", spec.asg_name)).and_then(|()| self.launch_now(spec));
+        async move { result }
+    }
+
+    fn set_capacity(&self, asg: &str, min_size: u32, desired: u32) -> impl Future<Output = Result<(), CloudError>> + Send {
+        let now = self.clock.now();
+        let result = self.enter(Op::SetCapacity, format!("set_capacity {asg} {min_size} {desired}")).and_then(|()| {
+            self.with(|w| {
+                let mut group =
+                    w.asgs.remove(asg).ok_or_else(|| CloudError::permanent("ValidationError", format!("no ASG named {asg}")))?;
+                group.min_size = min_size;
+                w.resize(asg, &mut group, desired, now);
+                w.asgs.insert(asg.to_string(), group);
+                Ok(())
+            })
+        });
+        async move { result }
+    }
+
+    fn observe(&self, targets: &[HealthTarget]) -> impl Future<Output = Result<BTreeMap<String, ServiceReport>, CloudError>> + Send {
+        let result = self.enter(Op::Observe, "observe".into()).map(|()| self.observe_now(targets));
+        async move { result }
+    }
+
+    fn detach(&self, asg: &str, _elbs: &[String], _target_groups: &[String]) -> impl Future<Output = Result<(), CloudError>> + Send {
+        let now = self.clock.now();
+        let result = self.enter(Op::Detach, format!("detach {asg}")).map(|()| {
+            self.with(|w| {
+                if let Some(group) = w.asgs.get_mut(asg) {
+                    group.detached_at.get_or_insert(now);
+                }
+            })
+        });
+        async move { result }
+    }
+
+    fn is_detached(&self, asg: &str, _elbs: &[String], _target_groups: &[String]) -> impl Future<Output = Result<bool, CloudError>> + Send {
+        let now = self.clock.now();
+        let result = self.enter(Op::IsDetached, format!("is_detached {asg}")).map(|()| {
+            self.with(|w| match w.asgs.get(asg) {
+                Some(group) => group.detached_at.is_some_and(|at| now.ms_since(at) >= w.timings.drain_ms),
+                None => true,
+            })
+        });
+        async move { result }
+    }
+
+    fn delete(&self, asg: &str, launch_template: Option<&str>) -> impl Future<Output = Result<(), CloudError>> + Send {
+        let result = self.enter(Op::Delete, format!("delete {asg}")).map(|()| {
+            self.with(|w| {
+                w.asgs.remove(asg);
+                if let Some(lt) = launch_template {
+                    w.launch_templates.remove(lt);
+                }
+            })
+        });
+        async move { result }
+    }
+}

@@ -1,0 +1,138 @@
+//! The ports: what the runner needs from the outside world, as traits.
+//!
+//! Each has an in-memory or simulated implementation in `adapters` and (later) an AWS one. The
+//! futures are `Send` so a multi-threaded runtime (Lambda's) can drive them; the in-memory
+//! adapters complete at once and can be driven without any runtime.
+
+use crate::codec::StoredEvent;
+use crate::message::Message;
+use crate::workflow::command::HealthTarget;
+use crate::workflow::health::ServiceReport;
+use crate::workflow::resources::{Lookup, Query};
+use crate::workflow::{CloudError, LaunchSpec, Timestamp};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+
+/// Names the lock of one project-config.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LockKey {
+    pub project: String,
+    pub config: String,
+}
+
+/// A change to a lock, made atomically with the events it is appended with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LockOp {
+    /// Take the lock if it is free or its lease ended before `now`.
+    Acquire { key: LockKey, owner: String, lease_until: Timestamp, now: Timestamp },
+    /// Give the lock back if `owner` holds it; a lock already gone is no error.
+    Release { key: LockKey, owner: String },
+}
+
+/// One deploy of a project-config, as the per project-config index lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexEntry {
+    pub key: LockKey,
+    pub deploy: String,
+    pub created_at: Timestamp,
+}
+
+/// One atomic write: new events of one deploy, with the lock change and index entry that go with
+/// them. All of it lands, or none of it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Append {
+    pub deploy: String,
+    /// Consecutive seqs following the deploy's last event.
+    pub events: Vec<StoredEvent>,
+    pub lock: Option<LockOp>,
+    /// Written with a deploy's first event.
+    pub index: Option<IndexEntry>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AppendError {
+    /// Another writer appended `seq` first: re-read and decide again.
+    Conflict {
+        seq: u64,
+    },
+    /// The lock belongs to another deploy.
+    LockHeld {
+        holder: String,
+    },
+    Store(StoreError),
+}
+
+/// The store failed (throttled, unreachable, misconfigured); the step may be retried.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreError(pub String);
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "event store: {}", self.0)
+    }
+}
+
+impl fmt::Display for AppendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AppendError::Conflict { seq } => write!(f, "another writer appended seq {seq} first"),
+            AppendError::LockHeld { holder } => write!(f, "the lock is held by deploy {holder}"),
+            AppendError::Store(e) => e.fmt(f),
+        }
+    }
+}
+
+/// The event log. Append-only: nothing updates or deletes an event.
+pub trait EventStore {
+    /// Every event of a deploy, in seq order (empty for an unknown deploy).
+    fn load(&self, deploy: &str) -> impl Future<Output = Result<Vec<StoredEvent>, StoreError>> + Send;
+
+    fn append(&self, append: Append) -> impl Future<Output = Result<(), AppendError>> + Send;
+
+    /// Deploys of a project-config, newest first, at most `limit`.
+    fn deploys(&self, key: &LockKey, limit: usize) -> impl Future<Output = Result<Vec<IndexEntry>, StoreError>> + Send;
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueError(pub String);
+
+impl fmt::Display for QueueError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "queue: {}", self.0)
+    }
+}
+
+/// Where the runner sends itself wakes (and where producers send requests).
+pub trait Queue {
+    /// The longest delay one message can carry (SQS: 900 s); longer waits are chained.
+    const DELAY_SECS_MAX: u32 = 900;
+
+    fn send(&self, message: &Message, delay_secs: u32) -> impl Future<Output = Result<(), QueueError>> + Send;
+}
+
+/// The cloud, as the workflow needs it. Every call that creates is idempotent: repeating it after
+/// a crash finds what the first call made (by name and release tag) and succeeds.
+pub trait Cloud {
+    fn lookup(&self, query: &Query) -> impl Future<Output = Result<Lookup, CloudError>> + Send;
+
+    fn launch(&self, spec: &LaunchSpec, user_data: &str) -> impl Future<Output = Result<(), CloudError>> + Send;
+
+    fn set_capacity(&self, asg: &str, min_size: u32, desired: u32) -> impl Future<Output = Result<(), CloudError>> + Send;
+
+    /// What each target's ASG and load balancers say about its instances, keyed by service.
+    fn observe(&self, targets: &[HealthTarget]) -> impl Future<Output = Result<BTreeMap<String, ServiceReport>, CloudError>> + Send;
+
+    fn detach(&self, asg: &str, elbs: &[String], target_groups: &[String]) -> impl Future<Output = Result<(), CloudError>> + Send;
+
+    /// Whether the ASG's instances have left its former load balancers.
+    fn is_detached(&self, asg: &str, elbs: &[String], target_groups: &[String]) -> impl Future<Output = Result<bool, CloudError>> + Send;
+
+    /// Deletes the ASG (terminating its instances) and the launch template; gone already is done.
+    fn delete(&self, asg: &str, launch_template: Option<&str>) -> impl Future<Output = Result<(), CloudError>> + Send;
+}
+
+/// The only source of "now" the runner has.
+pub trait Clock {
+    fn now(&self) -> Timestamp;
+}

@@ -1,0 +1,335 @@
+//! The runner: handles one message by stepping a deploy forward as far as it can go now.
+//!
+//! One step is: load the history, fold it, decide, execute, append the outcome (a conditional
+//! write: the loser of a race re-reads nothing and leaves), and repeat until the deploy must wait;
+//! then send a delayed wake. The runner keeps no state between messages; everything it knows
+//! it reads from the event log, so any worker can pick up any deploy at any point.
+
+use crate::codec::{self, StoredEvent};
+use crate::message::Message;
+use crate::ports::{Append, AppendError, Clock, Cloud, EventStore, IndexEntry, LockKey, LockOp, Queue, QueueError, StoreError};
+use crate::workflow::command::{Command, Outcome};
+use crate::workflow::event::{Event, Freshness, Recorded};
+use crate::workflow::{decide, evolve, record, Decision, End, Next, State, Timestamp};
+use std::fmt;
+
+/// Bounds the work one message may do, so one invocation always ends; a deploy with more to do
+/// sends itself an immediate wake and carries on in the next.
+pub const ACTIONS_PER_MESSAGE_MAX: usize = 64;
+/// How many recent deploys of a project-config a halt looks through for the running one.
+const HALT_SEARCH_DEPLOYS_MAX: usize = 10;
+
+#[derive(Clone, Debug)]
+pub struct RunnerConfig {
+    pub freshness: Freshness,
+}
+
+impl Default for RunnerConfig {
+    fn default() -> Self {
+        RunnerConfig { freshness: Freshness::default() }
+    }
+}
+
+/// The runner with its four ports.
+pub struct Runner<S, Q, C, K> {
+    pub store: S,
+    pub queue: Q,
+    pub cloud: C,
+    pub clock: K,
+    pub config: RunnerConfig,
+}
+
+/// What handling a message came to. Every variant means the message may be deleted.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Handled {
+    /// The deploy waits until `until`; a wake is scheduled if this worker owns the timer.
+    Waiting {
+        deploy: String,
+        until: Timestamp,
+    },
+    Finished {
+        deploy: String,
+        end: Option<End>,
+    },
+    /// Another worker appended first; it carries the deploy on.
+    Superseded {
+        deploy: String,
+    },
+    /// The message asks for nothing that can be done (a halt with no running deploy).
+    Ignored {
+        reason: String,
+    },
+}
+
+/// Why a message could not be handled. Store and queue errors are worth retrying (the message
+/// stays on the queue); a rejected message never will succeed.
+#[derive(Debug)]
+pub enum RunError {
+    Store(StoreError),
+    Queue(QueueError),
+    /// The stored history cannot be read: no action is taken on a history skald can't trust.
+    Corrupt {
+        deploy: String,
+        message: String,
+    },
+    /// The message can never succeed, e.g. a release id already used for another release.
+    Rejected(String),
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunError::Store(e) => e.fmt(f),
+            RunError::Queue(e) => e.fmt(f),
+            RunError::Corrupt { deploy, message } => write!(f, "deploy {deploy}: history cannot be read: {message}"),
+            RunError::Rejected(reason) => write!(f, "rejected: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for RunError {}
+
+impl From<StoreError> for RunError {
+    fn from(e: StoreError) -> Self {
+        RunError::Store(e)
+    }
+}
+
+impl From<QueueError> for RunError {
+    fn from(e: QueueError) -> Self {
+        RunError::Queue(e)
+    }
+}
+
+/// A deploy's history as this worker has it: the state, and the hash the next event chains to.
+struct Loaded {
+    deploy: String,
+    state: State,
+    last_hash: String,
+}
+
+/// Whether this worker should keep the deploy's timer going when it ends up waiting.
+#[derive(Clone, Copy)]
+struct Delivery {
+    /// The seq the message saw, for wakes.
+    seen_seq: Option<u64>,
+    /// The message was delivered before: a worker may have died holding it.
+    redelivered: bool,
+}
+
+impl<S: EventStore, Q: Queue, C: Cloud, K: Clock> Runner<S, Q, C, K> {
+    /// Handles one message. `sender` is the authenticated principal that sent it, if known;
+    /// `redelivered` says the queue delivered this message before.
+    pub async fn handle(&self, message: Message, sender: Option<String>, redelivered: bool) -> Result<Handled, RunError> {
+        match message {
+            Message::DeployRequested { release, release_id, created_at } => {
+                let deploy = self.request(*release, release_id, created_at, sender).await?;
+                self.step(&deploy, Delivery { seen_seq: None, redelivered: true }).await
+            }
+            Message::HaltRequested { project, config, reason } => self.halt(LockKey { project, config }, reason, sender).await,
+            Message::Wake { deploy, seq } => self.step(&deploy, Delivery { seen_seq: Some(seq), redelivered }).await,
+        }
+    }
+
+    /// Records a deploy request as the first event of its deploy. One release id starts at most
+    /// one deploy: the same request delivered twice is one deploy; a different release under a
+    /// used id is refused.
+    async fn request(
+        &self,
+        release: crate::workflow::Release,
+        release_id: String,
+        created_at: Timestamp,
+        sender: Option<String>,
+    ) -> Result<String, RunError> {
+        crate::workflow::names::check_release_id(&release_id).map_err(|e| RunError::Rejected(format!("release_id: {e}")))?;
+        let deploy = crate::workflow::names::deploy_id(&release_id);
+        let release_digest = codec::release_digest(&release);
+        let key = LockKey { project: release.project_name.clone(), config: release.config_name.clone() };
+        let event = Event::DeployRequested {
+            release_id,
+            created_at,
+            release: Box::new(release),
+            release_digest: release_digest.clone(),
+            requested_by: sender,
+            freshness: self.config.freshness,
+        };
+        let first = codec::encode(&Recorded { seq: 1, at: self.clock.now(), event }, "");
+        let index = IndexEntry { key, deploy: deploy.clone(), created_at };
+        match self.store.append(Append { deploy: deploy.clone(), events: vec![first], lock: None, index: Some(index) }).await {
+            Ok(()) => Ok(deploy),
+            Err(AppendError::Conflict { .. }) => {
+                let existing = self.load(&deploy).await?;
+                match &existing.state.request {
+                    Some(request) if request.release_digest == release_digest => Ok(deploy),
+                    _ => Err(RunError::Rejected(format!("release id {deploy} was already used for a different release"))),
+                }
+            }
+            Err(AppendError::LockHeld { .. }) => unreachable!("a request takes no lock"),
+            Err(AppendError::Store(e)) => Err(e.into()),
+        }
+    }
+
+    async fn halt(&self, key: LockKey, reason: String, sender: Option<String>) -> Result<Handled, RunError> {
+        for entry in self.store.deploys(&key, HALT_SEARCH_DEPLOYS_MAX).await? {
+            let mut loaded = self.load(&entry.deploy).await?;
+            if loaded.state.is_finished() {
+                continue;
+            }
+            let event = Event::HaltRequested { reason: reason.clone(), requested_by: sender.clone() };
+            return match self.append(&mut loaded, vec![event], self.clock.now(), None).await {
+                Ok(()) => self.step(&entry.deploy, Delivery { seen_seq: None, redelivered: true }).await,
+                Err(AppendError::Conflict { .. }) => Err(RunError::Store(StoreError("the deploy moved on while halting; retry".into()))),
+                Err(e) => Err(append_error(e)),
+            };
+        }
+        Ok(Handled::Ignored { reason: format!("no running deploy of {} {}", key.project, key.config) })
+    }
+
+    /// Steps a deploy until it waits, ends, or has done `ACTIONS_PER_MESSAGE_MAX` actions.
+    async fn step(&self, deploy: &str, delivery: Delivery) -> Result<Handled, RunError> {
+        let mut loaded = self.load(deploy).await?;
+        let seq_at_start = loaded.state.seq;
+        for _ in 0..ACTIONS_PER_MESSAGE_MAX {
+            let now = self.clock.now();
+            let result = match decide(&loaded.state, now) {
+                Decision::Finished => return Ok(Handled::Finished { deploy: deploy.to_string(), end: loaded.state.end.clone() }),
+                Decision::Wait { until } => return self.wait(&loaded, until, now, delivery, seq_at_start).await,
+                Decision::Emit(events) => self.append(&mut loaded, events, now, None).await,
+                Decision::Act(command) => match self.act(&mut loaded, command, now).await {
+                    Ok(Some(wait_ms)) => return self.wait(&loaded, now.plus_ms(wait_ms), now, delivery, seq_at_start).await,
+                    Ok(None) => Ok(()),
+                    Err(e) => Err(e),
+                },
+            };
+            match result {
+                Ok(()) => {}
+                Err(AppendError::Conflict { .. }) => return Ok(Handled::Superseded { deploy: deploy.to_string() }),
+                Err(e) => return Err(append_error(e)),
+            }
+        }
+        // Out of budget for this message, not out of work: continue in a fresh invocation.
+        self.queue.send(&Message::Wake { deploy: deploy.to_string(), seq: loaded.state.seq }, 0).await?;
+        Ok(Handled::Waiting { deploy: deploy.to_string(), until: self.clock.now() })
+    }
+
+    /// Carries out a command and records its outcome. Returns how long to wait when the outcome
+    /// changed nothing.
+    async fn act(&self, loaded: &mut Loaded, command: Command, now: Timestamp) -> Result<Option<u64>, AppendError> {
+        if command.needs_intent() && loaded.state.pending.as_ref() != Some(&command) {
+            let started = Event::CommandStarted { command: command.clone() };
+            self.append(loaded, vec![started], now, None).await?;
+        }
+        let (outcome, lock) = self.execute(&loaded.state, &command, now).await;
+        // An effect's outcome is stamped when it completed; a lookup's with the instant it was
+        // decided at, so replaying `decide` at that instant reproduces the decision.
+        let at = if command.needs_intent() { self.clock.now() } else { now };
+        let recording = record(&loaded.state, &command, outcome, at);
+        if recording.events.is_empty() {
+            let Next::WaitMs(wait_ms) = recording.next else { unreachable!("nothing recorded, yet told to continue") };
+            return Ok(Some(wait_ms));
+        }
+        let appended = match self.append(loaded, recording.events.clone(), at, lock).await {
+            Err(AppendError::LockHeld { holder }) if matches!(command, Command::AcquireLock { .. }) => {
+                let denied = record(&loaded.state, &command, Outcome::LockHeld { holder }, at);
+                self.append(loaded, denied.events, at, None).await
+            }
+            // The lease ran out and another deploy took the lock: it is not ours to give back.
+            Err(AppendError::LockHeld { .. }) => self.append(loaded, recording.events, at, None).await,
+            other => other,
+        };
+        appended.map(|()| None)
+    }
+
+    /// Runs a command against the cloud; lock commands only say which lock change to append.
+    async fn execute(&self, state: &State, command: &Command, now: Timestamp) -> (Outcome, Option<LockOp>) {
+        let owner = || state.request.as_ref().expect("a command without a request").release_id.clone();
+        match command {
+            Command::AcquireLock { project, config, lease_until } => {
+                let key = LockKey { project: project.clone(), config: config.clone() };
+                (Outcome::LockAcquired, Some(LockOp::Acquire { key, owner: owner(), lease_until: *lease_until, now }))
+            }
+            Command::ReleaseLock { project, config } => {
+                let key = LockKey { project: project.clone(), config: config.clone() };
+                (Outcome::LockReleased, Some(LockOp::Release { key, owner: owner() }))
+            }
+            Command::ResolveResources { query } => (Outcome::Looked(self.cloud.lookup(query).await), None),
+            Command::Launch { spec } => (Outcome::Done(self.cloud.launch(spec, &state.user_data(&spec.service)).await), None),
+            Command::SetCapacity { asg, min_size, desired, .. } => {
+                (Outcome::Done(self.cloud.set_capacity(asg, *min_size, *desired).await), None)
+            }
+            Command::ObserveHealth { targets } => (Outcome::Health(self.cloud.observe(targets).await), None),
+            Command::Detach { asg, elbs, target_groups } => (Outcome::Done(self.cloud.detach(asg, elbs, target_groups).await), None),
+            Command::CheckDetached { asg, elbs, target_groups } => {
+                (Outcome::Detached(self.cloud.is_detached(asg, elbs, target_groups).await), None)
+            }
+            Command::Delete { asg, launch_template } => (Outcome::Done(self.cloud.delete(asg, launch_template.as_deref()).await), None),
+        }
+    }
+
+    /// Keeps the deploy's timer going, unless this message was a stale copy of it: a wake for an
+    /// older seq that changed nothing belongs to a chain another worker already continued.
+    async fn wait(
+        &self,
+        loaded: &Loaded,
+        until: Timestamp,
+        now: Timestamp,
+        delivery: Delivery,
+        seq_at_start: u64,
+    ) -> Result<Handled, RunError> {
+        let progressed = loaded.state.seq > seq_at_start;
+        let current = delivery.seen_seq.is_none_or(|seen| seen >= loaded.state.seq);
+        if progressed || current || delivery.redelivered {
+            let delay_secs = until.ms_since(now).div_ceil(1000).min(u64::from(Q::DELAY_SECS_MAX)) as u32;
+            self.queue.send(&Message::Wake { deploy: loaded.deploy.clone(), seq: loaded.state.seq }, delay_secs).await?;
+        }
+        Ok(Handled::Waiting { deploy: loaded.deploy.clone(), until })
+    }
+
+    async fn load(&self, deploy: &str) -> Result<Loaded, RunError> {
+        let stored = self.store.load(deploy).await?;
+        let corrupt = |message: String| RunError::Corrupt { deploy: deploy.to_string(), message };
+        codec::verify_chain(&stored).map_err(|e| corrupt(e.to_string()))?;
+        let mut state = State::default();
+        for event in &stored {
+            let recorded = codec::decode(event).map_err(|e| corrupt(e.to_string()))?;
+            crate::workflow::state::check_shape(&state, &recorded).map_err(|e| corrupt(e.to_string()))?;
+            state = evolve(state, &recorded);
+        }
+        let last_hash = stored.last().map(|e| e.hash.clone()).unwrap_or_default();
+        Ok(Loaded { deploy: deploy.to_string(), state, last_hash })
+    }
+
+    /// Appends events after the loaded state and folds them in once they have landed.
+    async fn append(&self, loaded: &mut Loaded, events: Vec<Event>, at: Timestamp, lock: Option<LockOp>) -> Result<(), AppendError> {
+        let mut previous = loaded.last_hash.clone();
+        let mut seq = loaded.state.seq;
+        let recorded: Vec<Recorded> = events
+            .into_iter()
+            .map(|event| {
+                seq += 1;
+                Recorded { seq, at, event }
+            })
+            .collect();
+        let stored: Vec<StoredEvent> = recorded
+            .iter()
+            .map(|r| {
+                let encoded = codec::encode(r, &previous);
+                previous = encoded.hash.clone();
+                encoded
+            })
+            .collect();
+        self.store.append(Append { deploy: loaded.deploy.clone(), events: stored, lock, index: None }).await?;
+        loaded.last_hash = previous;
+        for r in &recorded {
+            loaded.state = evolve(std::mem::take(&mut loaded.state), r);
+        }
+        Ok(())
+    }
+}
+
+fn append_error(e: AppendError) -> RunError {
+    match e {
+        AppendError::Store(e) => RunError::Store(e),
+        other => RunError::Store(StoreError(other.to_string())),
+    }
+}

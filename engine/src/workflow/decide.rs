@@ -1,0 +1,302 @@
+//! `decide`: given a deploy's state and the current instant, what happens next.
+//!
+//! The answer is one of: record facts that need no I/O (`Emit`), carry out a command (`Act`),
+//! come back later (`Wait`), or nothing, ever again (`Finished`). `decide` is total and pure:
+//! the same state and instant always give the same decision, which is what lets a replay check
+//! that today's code would have done what the history says.
+
+use super::command::{Command, Ebs, HealthTarget, LaunchSpec, Placement};
+use super::event::{Cleanliness, ErrorKind, Event, Recorded};
+use super::names;
+use super::resources::Query;
+use super::state::{Lock, ServiceProgress, State, Teardown, TeardownStage, ATTEMPTS_MAX};
+use super::time::Timestamp;
+use super::validate::{validate, Problem};
+
+/// Odin waits this long after launching before the first health check, so that instances with
+/// broken user data have time to fail their EC2 checks instead of looking briefly healthy.
+pub const FIRST_HEALTH_CHECK_SECS: u64 = 90;
+pub const DETACH_POLL_SECS: u64 = 5;
+/// How long to wait for load balancers to drain an old ASG before deleting it regardless.
+pub const DETACH_WAIT_SECS_MAX: u64 = 300;
+/// The lock's lease runs this long past the deploy's timeout: enough for every bounded cleanup
+/// step to finish, so a lease only lapses for a deploy that is truly gone.
+pub const LOCK_LEASE_MARGIN_SECS: u64 = 6 * 3600;
+const RETRY_BACKOFF_SECS_MIN: u64 = 5;
+const RETRY_BACKOFF_SECS_MAX: u64 = 60;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Decision {
+    /// Append these events; nothing outside the log changes.
+    Emit(Vec<Event>),
+    /// Carry out this command and record its outcome.
+    Act(Command),
+    /// Nothing to do before this instant.
+    Wait { until: Timestamp },
+    /// The deploy has ended (or never began): nothing will ever be done.
+    Finished,
+}
+
+pub fn decide(state: &State, now: Timestamp) -> Decision {
+    if state.is_finished() || state.request.is_none() {
+        return Decision::Finished;
+    }
+    // An announced effect is carried out (again) before anything else: effects are idempotent,
+    // and leaving one half-done would leak what it created.
+    if let Some(command) = &state.pending {
+        return Decision::Act(command.clone());
+    }
+    if !state.validated && state.failure.is_none() {
+        return validate_request(state);
+    }
+    if let Some(teardown) = next_teardown(state) {
+        return tear_down(state, teardown, now);
+    }
+    if let Some(wait) = retry_backoff(state, now) {
+        return wait;
+    }
+    if state.failure.is_some() || (state.healthy && !state.services.values().any(ServiceProgress::needs_final_capacity)) {
+        return end(state);
+    }
+    match state.lock {
+        Lock::Untried => return acquire_lock(state, now),
+        Lock::Held { .. } => {}
+        Lock::Denied | Lock::Released => unreachable!("lock {:?} without a failure or an end", state.lock),
+    }
+    if state.resolved.is_none() {
+        return Decision::Act(Command::ResolveResources { query: Query::for_release(state.release()) });
+    }
+    if state.healthy {
+        return final_capacity(state);
+    }
+    deploying(state, now)
+}
+
+fn validate_request(state: &State) -> Decision {
+    let request = state.request.as_ref().expect("checked by decide");
+    let mut problems = validate(&request.release);
+    if let Err(message) = names::check_release_id(&request.release_id) {
+        problems.push(Problem::new("release_id", message));
+    }
+    // Freshness is judged against when skald recorded the request, not against `now`, so a replay
+    // reaches the same verdict years later.
+    let (created, received, window) = (request.created_at, request.requested_at, request.freshness);
+    if received.ms_since(created) > window.max_age_secs * 1000 {
+        let message = format!("{created} is more than {} s before skald received it at {received}", window.max_age_secs);
+        problems.push(Problem::new("created_at", message));
+    }
+    if created.ms_since(received) > window.max_ahead_secs * 1000 {
+        let message = format!("{created} is more than {} s after skald received it at {received}", window.max_ahead_secs);
+        problems.push(Problem::new("created_at", message));
+    }
+    if problems.is_empty() {
+        Decision::Emit(vec![Event::ReleaseValidated])
+    } else {
+        Decision::Emit(vec![Event::ReleaseRejected { problems }])
+    }
+}
+
+fn acquire_lock(state: &State, now: Timestamp) -> Decision {
+    let release = state.release();
+    let lease_until = now.plus_secs(release.timeout_secs() + LOCK_LEASE_MARGIN_SECS);
+    Decision::Act(Command::AcquireLock { project: release.project_name.clone(), config: release.config_name.clone(), lease_until })
+}
+
+/// After a failed step, wait out an exponential backoff before trying it again.
+fn retry_backoff(state: &State, now: Timestamp) -> Option<Decision> {
+    if state.retry.attempts == 0 {
+        return None;
+    }
+    let exponent = (state.retry.attempts - 1).min(8);
+    let backoff_secs = (RETRY_BACKOFF_SECS_MIN << exponent).min(RETRY_BACKOFF_SECS_MAX);
+    let until = state.retry.last_failure_at.plus_secs(backoff_secs);
+    (now < until).then_some(Decision::Wait { until })
+}
+
+fn deploying(state: &State, now: Timestamp) -> Decision {
+    if let Some((name, _)) = state.services.iter().find(|(_, p)| !p.launch_started) {
+        return Decision::Act(Command::Launch { spec: Box::new(launch_spec(state, name)) });
+    }
+    let deadline = state.deadline.expect("deploying without a deadline");
+    if now >= deadline {
+        return Decision::Emit(vec![Event::TimedOut { timeout_secs: state.release().timeout_secs() }]);
+    }
+    if let Some(decision) = judge_health(state) {
+        return decision;
+    }
+    let next_check = match state.last_observed_at {
+        Some(observed) => observed.plus_secs(state.release().health_poll_secs()),
+        None => {
+            let first_wait_secs = FIRST_HEALTH_CHECK_SECS.min(state.release().timeout_secs() / 2);
+            state.last_launch_at.expect("launched without an instant").plus_secs(first_wait_secs)
+        }
+    };
+    if now < next_check {
+        return Decision::Wait { until: next_check.min(deadline) };
+    }
+    Decision::Act(Command::ObserveHealth { targets: health_targets(state) })
+}
+
+/// What the latest health counts call for: a halt, success, or the next step of a strategy.
+fn judge_health(state: &State) -> Option<Decision> {
+    for (name, progress) in &state.services {
+        let terminating = progress.health.map_or(0, |h| h.terminating);
+        if terminating > progress.plan.max_terms {
+            let event = Event::TerminationsExceeded { service: name.clone(), terminating, max_terms: progress.plan.max_terms };
+            return Some(Decision::Emit(vec![event]));
+        }
+    }
+    if state.services.values().all(ServiceProgress::is_healthy) {
+        return Some(Decision::Emit(vec![Event::ServicesHealthy]));
+    }
+    state.services.iter().find_map(|(name, progress)| {
+        let all_current_healthy = progress.health.is_some_and(|h| h.healthy >= progress.desired);
+        let next = progress.plan.next(progress.desired).filter(|_| all_current_healthy)?;
+        Some(Decision::Act(Command::SetCapacity {
+            service: name.clone(),
+            asg: progress.asg.clone(),
+            min_size: progress.plan.min_while_deploying(next),
+            desired: next,
+        }))
+    })
+}
+
+/// After success, services go back to their size without spread (no ratchet across deploys).
+fn final_capacity(state: &State) -> Decision {
+    let (name, progress) = state.services.iter().find(|(_, p)| p.needs_final_capacity()).expect("checked by decide");
+    Decision::Act(Command::SetCapacity {
+        service: name.clone(),
+        asg: progress.asg.clone(),
+        min_size: progress.plan.min_size,
+        desired: progress.plan.desired,
+    })
+}
+
+/// Teardown runs after success (old ASGs, once capacity is final) or after a failure (new ASGs).
+fn next_teardown(state: &State) -> Option<&Teardown> {
+    let ready = state.failure.is_some() || (state.healthy && !state.services.values().any(ServiceProgress::needs_final_capacity));
+    ready.then(|| state.teardown.iter().find(|t| !t.is_finished())).flatten()
+}
+
+fn tear_down(state: &State, teardown: &Teardown, now: Timestamp) -> Decision {
+    if state.retry.attempts >= ATTEMPTS_MAX {
+        let reason = format!("{} attempts failed; last: {}", state.retry.attempts, state.retry.last_error);
+        return Decision::Emit(vec![Event::TeardownAbandoned { asg: teardown.asg.clone(), reason }]);
+    }
+    if let Some(wait) = retry_backoff(state, now) {
+        return wait;
+    }
+    let (asg, elbs, target_groups) = (teardown.asg.clone(), teardown.elbs.clone(), teardown.target_groups.clone());
+    match &teardown.stage {
+        TeardownStage::Detach => Decision::Act(Command::Detach { asg, elbs, target_groups }),
+        TeardownStage::AwaitDetach { since } if now.ms_since(*since) >= DETACH_WAIT_SECS_MAX * 1000 => {
+            Decision::Emit(vec![Event::DetachConfirmed { asg, waited_ms: now.ms_since(*since), expired: true }])
+        }
+        TeardownStage::AwaitDetach { .. } => Decision::Act(Command::CheckDetached { asg, elbs, target_groups }),
+        TeardownStage::Delete => Decision::Act(Command::Delete { asg, launch_template: teardown.launch_template.clone() }),
+        TeardownStage::Deleted | TeardownStage::Abandoned { .. } => unreachable!("finished teardowns are skipped"),
+    }
+}
+
+/// Everything is torn down: give the lock back with the closing events, or just close.
+fn end(state: &State) -> Decision {
+    match state.lock {
+        Lock::Held { .. } => {
+            let release = state.release();
+            Decision::Act(Command::ReleaseLock { project: release.project_name.clone(), config: release.config_name.clone() })
+        }
+        _ => Decision::Emit(vec![closing_event(state)]),
+    }
+}
+
+/// The event that ends the deploy, from how it went.
+pub fn closing_event(state: &State) -> Event {
+    let cleanliness = if state.is_dirty() { Cleanliness::Dirty } else { Cleanliness::Clean };
+    let abandoned: Vec<&str> =
+        state.teardown.iter().filter(|t| matches!(t.stage, TeardownStage::Abandoned { .. })).map(|t| t.asg.as_str()).collect();
+    match &state.failure {
+        Some(failure) => {
+            let mut reason = failure.reason.clone();
+            if !abandoned.is_empty() {
+                reason.push_str(&format!("; could not remove {}", abandoned.join(", ")));
+            }
+            Event::DeployFailed { error: failure.error, cleanliness, reason }
+        }
+        None if abandoned.is_empty() => Event::DeploySucceeded,
+        None => Event::DeployFailed {
+            error: ErrorKind::Deploy,
+            cleanliness,
+            reason: format!("the release is live, but old ASGs could not be removed: {}", abandoned.join(", ")),
+        },
+    }
+}
+
+fn health_targets(state: &State) -> Vec<HealthTarget> {
+    let resolved = state.resolved.as_ref().expect("deploying without resources");
+    state
+        .services
+        .iter()
+        .map(|(name, progress)| {
+            let service = &resolved.services[name];
+            HealthTarget {
+                service: name.clone(),
+                asg: progress.asg.clone(),
+                elbs: service.elbs.clone(),
+                target_groups: service.target_group_arns.clone(),
+            }
+        })
+        .collect()
+}
+
+fn launch_spec(state: &State, name: &str) -> LaunchSpec {
+    let request = state.request.as_ref().expect("launch without a request");
+    let release = &request.release;
+    let service = &release.services[name];
+    let resolved = state.resolved.as_ref().expect("launch without resources");
+    let found = &resolved.services[name];
+    let progress = &state.services[name];
+    let initial = progress.plan.initial();
+    let mut tags = service.tags.clone();
+    tags.entry("Name".to_string()).or_insert_with(|| progress.asg.clone());
+    tags.extend(names::managed_tags(&release.project_name, &release.config_name, name, &request.release_id));
+    let placement = service.placement_group_name.as_ref().map(|group_name| Placement {
+        group_name: group_name.clone(),
+        strategy: service.placement_group_strategy.clone().unwrap_or_default(),
+        partition_count: service.placement_group_partition_count,
+    });
+    LaunchSpec {
+        service: name.to_string(),
+        asg_name: progress.asg.clone(),
+        launch_template_name: names::launch_template_name(&progress.asg),
+        ami_id: resolved.ami_id.clone(),
+        instance_type: service.instance_type.clone(),
+        subnet_ids: resolved.subnet_ids.clone(),
+        security_group_ids: found.security_group_ids.clone(),
+        instance_profile_arn: found.instance_profile_arn.clone(),
+        ebs: Ebs {
+            size_gib: service.ebs_volume_size,
+            volume_type: service.ebs_volume_type().to_string(),
+            device_name: service.ebs_device_name().to_string(),
+        },
+        placement,
+        tenancy: service.placement_tenancy.clone(),
+        spot_price: service.spot_price.clone(),
+        associate_public_ip_address: service.associate_public_ip_address,
+        min_size: progress.plan.min_while_deploying(initial),
+        max_size: progress.plan.max_size,
+        desired_capacity: initial,
+        health_check_type: if service.behind_load_balancer() { "ELB" } else { "EC2" }.to_string(),
+        health_check_grace_period_secs: service.autoscaling.health_check_grace_period_secs(release.timeout_secs()),
+        default_cooldown_secs: service.autoscaling.default_cooldown_secs(),
+        elbs: found.elbs.clone(),
+        target_group_arns: found.target_group_arns.clone(),
+        lifecycle_hooks: resolved.lifecycle_hooks.clone(),
+        policies: service.autoscaling.policies.clone(),
+        tags,
+    }
+}
+
+/// Folds `history` and decides at `now`: the convenience most callers want.
+pub fn decide_after(history: &[Recorded], now: Timestamp) -> Result<Decision, super::state::FoldError> {
+    Ok(decide(&super::state::fold(history)?, now))
+}

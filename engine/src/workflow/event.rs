@@ -1,0 +1,274 @@
+//! The event vocabulary: every fact a deploy's history can hold.
+//!
+//! Events are immutable once appended. Each type carries a schema version (`version`); a change to
+//! a type's body bumps its version and adds an upcast from the old one, so every recorded history
+//! keeps folding. Names are in the past tense: they say what happened, not what to do.
+
+use super::command::{CloudError, Command};
+use super::health::HealthCounts;
+use super::release::Release;
+use super::resources::Resolved;
+use super::time::Timestamp;
+use super::validate::Problem;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// How old or how far in the future a release's `created_at` may be when it arrives: a captured
+/// release cannot be replayed later, and a clock far ahead is caught.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Freshness {
+    pub max_age_secs: u64,
+    pub max_ahead_secs: u64,
+}
+
+impl Default for Freshness {
+    fn default() -> Self {
+        Freshness { max_age_secs: 15 * 60, max_ahead_secs: 2 * 60 }
+    }
+}
+
+/// The kinds of failure a user sees (Odin's error names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorKind {
+    /// The release, or a resource it names, is invalid.
+    BadRelease,
+    /// Another deploy holds the project-config's lock.
+    LockExists,
+    /// A cloud call failed.
+    Deploy,
+    /// A person halted the deploy, or instances terminated.
+    Halt,
+    /// Services did not become healthy in time.
+    Timeout,
+}
+
+/// How a failed deploy left the cloud.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Cleanliness {
+    /// Everything the deploy created was removed: the cloud is as it was.
+    Clean,
+    /// Cleanup gave up on something: a person must look (this raises an alarm).
+    Dirty,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "body")]
+pub enum Event {
+    /// A producer asked for a release to be deployed. Always the first event of a deploy.
+    DeployRequested {
+        release_id: String,
+        created_at: Timestamp,
+        release: Box<Release>,
+        /// sha256 of the release's canonical JSON: what exactly was asked for.
+        release_digest: String,
+        /// The authenticated principal that sent the request, when the transport knows it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        requested_by: Option<String>,
+        #[serde(default)]
+        freshness: Freshness,
+    },
+    ReleaseValidated,
+    ReleaseRejected {
+        problems: Vec<Problem>,
+    },
+    LockAcquired {
+        project: String,
+        config: String,
+        lease_until: Timestamp,
+    },
+    LockDenied {
+        holder: String,
+    },
+    ResourcesResolved {
+        resolved: Box<Resolved>,
+    },
+    ResourcesRejected {
+        problems: Vec<Problem>,
+    },
+    /// The runner is about to carry out an effect (recorded before it, so a crash shows).
+    CommandStarted {
+        command: Command,
+    },
+    CommandFailed {
+        command: String,
+        error: CloudError,
+        attempt: u32,
+    },
+    ServiceLaunched {
+        service: String,
+        asg: String,
+        desired: u32,
+    },
+    CapacitySet {
+        service: String,
+        asg: String,
+        min_size: u32,
+        desired: u32,
+    },
+    /// Health counts, recorded only when some service's counts changed.
+    HealthObserved {
+        services: BTreeMap<String, HealthCounts>,
+    },
+    ServicesHealthy,
+    HaltRequested {
+        reason: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        requested_by: Option<String>,
+    },
+    TimedOut {
+        timeout_secs: u64,
+    },
+    TerminationsExceeded {
+        service: String,
+        terminating: u32,
+        max_terms: u32,
+    },
+    Detached {
+        asg: String,
+    },
+    /// The ASG's instances left its load balancers (or the wait for that ran out).
+    DetachConfirmed {
+        asg: String,
+        waited_ms: u64,
+        expired: bool,
+    },
+    AsgDeleted {
+        asg: String,
+    },
+    /// Cleanup of an ASG failed past its retry bound; the deploy will end dirty.
+    TeardownAbandoned {
+        asg: String,
+        reason: String,
+    },
+    LockReleased,
+    DeploySucceeded,
+    DeployFailed {
+        error: ErrorKind,
+        cleanliness: Cleanliness,
+        reason: String,
+    },
+}
+
+impl Event {
+    /// The name stored in the `type` attribute.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::DeployRequested { .. } => "DeployRequested",
+            Event::ReleaseValidated => "ReleaseValidated",
+            Event::ReleaseRejected { .. } => "ReleaseRejected",
+            Event::LockAcquired { .. } => "LockAcquired",
+            Event::LockDenied { .. } => "LockDenied",
+            Event::ResourcesResolved { .. } => "ResourcesResolved",
+            Event::ResourcesRejected { .. } => "ResourcesRejected",
+            Event::CommandStarted { .. } => "CommandStarted",
+            Event::CommandFailed { .. } => "CommandFailed",
+            Event::ServiceLaunched { .. } => "ServiceLaunched",
+            Event::CapacitySet { .. } => "CapacitySet",
+            Event::HealthObserved { .. } => "HealthObserved",
+            Event::ServicesHealthy => "ServicesHealthy",
+            Event::HaltRequested { .. } => "HaltRequested",
+            Event::TimedOut { .. } => "TimedOut",
+            Event::TerminationsExceeded { .. } => "TerminationsExceeded",
+            Event::Detached { .. } => "Detached",
+            Event::DetachConfirmed { .. } => "DetachConfirmed",
+            Event::AsgDeleted { .. } => "AsgDeleted",
+            Event::TeardownAbandoned { .. } => "TeardownAbandoned",
+            Event::LockReleased => "LockReleased",
+            Event::DeploySucceeded => "DeploySucceeded",
+            Event::DeployFailed { .. } => "DeployFailed",
+        }
+    }
+
+    /// The schema version of this event's type. Every type starts at 1.
+    pub fn version(&self) -> u32 {
+        1
+    }
+
+    /// Events that end a deploy: nothing may follow them.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, Event::DeploySucceeded | Event::DeployFailed { .. })
+    }
+}
+
+/// An event as the log holds it: its place in the sequence and when the runner recorded it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Recorded {
+    /// 1, 2, 3, … without gaps.
+    pub seq: u64,
+    pub at: Timestamp,
+    pub event: Event,
+}
+
+impl fmt::Display for Event {
+    /// One line a person reads in a timeline.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Event::DeployRequested { release_id, release, requested_by, .. } => {
+                let services: Vec<&str> = release.services.keys().map(String::as_str).collect();
+                write!(f, "deploy {release_id} of {} {} ({})", release.project_name, release.config_name, services.join(", "))?;
+                match requested_by {
+                    Some(who) => write!(f, " requested by {who}"),
+                    None => Ok(()),
+                }
+            }
+            Event::ReleaseValidated => write!(f, "release is valid"),
+            Event::ReleaseRejected { problems } | Event::ResourcesRejected { problems } => {
+                let listed: Vec<String> = problems.iter().map(Problem::to_string).collect();
+                write!(f, "rejected: {}", listed.join("; "))
+            }
+            Event::LockAcquired { lease_until, .. } => write!(f, "lock acquired (lease until {lease_until})"),
+            Event::LockDenied { holder } => write!(f, "lock held by deploy {holder}"),
+            Event::ResourcesResolved { resolved } => {
+                let plans: Vec<String> = resolved
+                    .services
+                    .iter()
+                    .map(|(name, s)| {
+                        let replaces = s.previous.as_ref().map(|p| format!(", replacing {}", p.name)).unwrap_or_default();
+                        format!("{name}: launch {}, need {} healthy{replaces}", s.capacity.launch, s.capacity.healthy_needed)
+                    })
+                    .collect();
+                write!(f, "resources checked, AMI {}; {}", resolved.ami_id, plans.join("; "))
+            }
+            Event::CommandStarted { command } => write!(f, "started: {command}"),
+            Event::CommandFailed { command, error, attempt } => write!(f, "{command} failed (attempt {attempt}): {error}"),
+            Event::ServiceLaunched { service, asg, desired } => write!(f, "{service}: launched {asg} with {desired} instances"),
+            Event::CapacitySet { service, min_size, desired, .. } => write!(f, "{service}: capacity now min {min_size}, desired {desired}"),
+            Event::HealthObserved { services } => {
+                let parts: Vec<String> = services
+                    .iter()
+                    .map(|(name, c)| format!("{name} {} healthy, {} launching, {} terminating", c.healthy, c.launching, c.terminating))
+                    .collect();
+                write!(f, "health: {}", parts.join("; "))
+            }
+            Event::ServicesHealthy => write!(f, "every service is healthy"),
+            Event::HaltRequested { reason, requested_by } => {
+                write!(f, "halt requested: {reason}")?;
+                match requested_by {
+                    Some(who) => write!(f, " (by {who})"),
+                    None => Ok(()),
+                }
+            }
+            Event::TimedOut { timeout_secs } => write!(f, "not healthy within {timeout_secs} s"),
+            Event::TerminationsExceeded { service, terminating, max_terms } => {
+                write!(f, "{service}: {terminating} instances terminating, more than max_terms {max_terms}")
+            }
+            Event::Detached { asg } => write!(f, "detached {asg} from its load balancers"),
+            Event::DetachConfirmed { asg, waited_ms, expired } => {
+                let how = if *expired { "gave up waiting for" } else { "confirmed" };
+                write!(f, "{how} detach of {asg} after {:.1} s", *waited_ms as f64 / 1000.0)
+            }
+            Event::AsgDeleted { asg } => write!(f, "deleted {asg}"),
+            Event::TeardownAbandoned { asg, reason } => write!(f, "gave up removing {asg}: {reason}"),
+            Event::LockReleased => write!(f, "lock released"),
+            Event::DeploySucceeded => write!(f, "Success"),
+            Event::DeployFailed { error, cleanliness, reason } => {
+                let end = match cleanliness {
+                    Cleanliness::Clean => "FailureClean",
+                    Cleanliness::Dirty => "FailureDirty",
+                };
+                write!(f, "{end} ({error:?}): {reason}")
+            }
+        }
+    }
+}

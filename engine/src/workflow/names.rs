@@ -1,0 +1,103 @@
+//! Every name and tag skald derives, in one place.
+//!
+//! Names are deterministic functions of project, config, service and release id, so a worker that
+//! crashed after creating something finds it again by name. The bounds in `validate` are chosen so
+//! that every name derived here is valid on AWS (launch template names ≤ 128 characters of
+//! `[A-Za-z0-9().\-/_]`, ASG names ≤ 255, tag values ≤ 256).
+
+use super::release::Release;
+use std::collections::BTreeMap;
+
+/// The value of the `DeployWith` tag by which AMIs and subnets opt in to skald.
+pub const DEPLOYER: &str = "skald";
+pub const TAG_DEPLOY_WITH: &str = "DeployWith";
+pub const TAG_MANAGED_BY: &str = "ManagedBy";
+pub const TAG_PROJECT: &str = "ProjectName";
+pub const TAG_CONFIG: &str = "ConfigName";
+pub const TAG_SERVICE: &str = "ServiceName";
+pub const TAG_RELEASE: &str = "ReleaseId";
+/// The wildcard a resource's tag or an instance profile's path may use to serve every value.
+pub const ALL: &str = "_all";
+
+/// Longest project name: keeps derived launch-template names within AWS's 128 characters.
+pub const PROJECT_NAME_LEN_MAX: usize = 48;
+pub const CONFIG_NAME_LEN_MAX: usize = 24;
+pub const SERVICE_NAME_LEN_MAX: usize = 24;
+/// Release ids are ULIDs (26 characters); anything up to this length of `[0-9A-Za-z]` is accepted.
+pub const RELEASE_ID_LEN_MAX: usize = 26;
+
+/// Release ids key the event log and end every derived name: 1 to 26 letters and digits.
+pub fn check_release_id(release_id: &str) -> Result<(), String> {
+    let ok = !release_id.is_empty() && release_id.len() <= RELEASE_ID_LEN_MAX && release_id.chars().all(|c| c.is_ascii_alphanumeric());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("`{release_id}` must be 1 to {RELEASE_ID_LEN_MAX} letters and digits (a ULID)"))
+    }
+}
+
+/// Identifies one deploy: the release id it was started with. One release id, one deploy.
+pub fn deploy_id(release_id: &str) -> String {
+    release_id.to_string()
+}
+
+/// `<project>-<config>-<service>-<release id>`: the name of the ASG and of its launch template.
+/// `/` in a project name is kept; both AWS name grammars allow it.
+pub fn asg_name(project: &str, config: &str, service: &str, release_id: &str) -> String {
+    format!("{project}-{config}-{service}-{release_id}")
+}
+
+/// The launch template shares its ASG's name: one template per ASG, found by the same key.
+pub fn launch_template_name(asg_name: &str) -> String {
+    asg_name.to_string()
+}
+
+/// The tags every resource skald creates carries: they are how skald recognises its own work.
+pub fn managed_tags(project: &str, config: &str, service: &str, release_id: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (TAG_MANAGED_BY.to_string(), DEPLOYER.to_string()),
+        (TAG_PROJECT.to_string(), project.to_string()),
+        (TAG_CONFIG.to_string(), config.to_string()),
+        (TAG_SERVICE.to_string(), service.to_string()),
+        (TAG_RELEASE.to_string(), release_id.to_string()),
+    ])
+}
+
+/// The instance profile paths that may serve a service, most specific first:
+/// `/skald/<p>/<c>/<s>/`, then `_all` from the right.
+pub fn instance_profile_paths(project: &str, config: &str, service: &str) -> [String; 4] {
+    [
+        format!("/{DEPLOYER}/{project}/{config}/{service}/"),
+        format!("/{DEPLOYER}/{project}/{config}/{ALL}/"),
+        format!("/{DEPLOYER}/{project}/{ALL}/{ALL}/"),
+        format!("/{DEPLOYER}/{ALL}/{ALL}/{ALL}/"),
+    ]
+}
+
+/// The values a template variable in user data is replaced with.
+pub struct TemplateValues<'a> {
+    pub release_id: &'a str,
+    pub service: &'a str,
+    pub account_id: &'a str,
+    pub region: &'a str,
+}
+
+/// Replaces `{{RELEASE_ID}}`, `{{PROJECT_NAME}}`, `{{CONFIG_NAME}}`, `{{SERVICE_NAME}}`,
+/// `{{AWS_ACCOUNT_ID}}` and `{{AWS_REGION}}` by plain substitution, as Odin does; anything else
+/// between braces is left alone (it may belong to the instance's own templating).
+pub fn render_user_data(release: &Release, values: &TemplateValues<'_>) -> String {
+    let text = release.user_data.as_deref().unwrap_or("");
+    [
+        ("{{RELEASE_ID}}", values.release_id),
+        ("{{PROJECT_NAME}}", release.project_name.as_str()),
+        ("{{CONFIG_NAME}}", release.config_name.as_str()),
+        ("{{SERVICE_NAME}}", values.service),
+        ("{{AWS_ACCOUNT_ID}}", values.account_id),
+        ("{{AWS_REGION}}", values.region),
+    ]
+    .iter()
+    .fold(text.to_string(), |acc, (key, value)| acc.replace(key, value))
+}
+
+/// The placeholder the CLI replaces with the contents of `<release file>.userdata`.
+pub const USER_DATA_FILE_PLACEHOLDER: &str = "{{USER_DATA_FILE}}";

@@ -1,0 +1,270 @@
+//! The release: what a producer asks skald to deploy, exactly as written in its JSON file.
+//!
+//! The model keeps optional fields optional (what the user wrote is what the audit trail shows);
+//! defaults are applied by the accessors below, in one place. Decoding is strict: every struct
+//! denies unknown keys, so a typo is an error and never a silently ignored setting. Rules that
+//! span fields live in `validate`.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Seconds a deploy may wait for its services to become healthy when the release says nothing.
+pub const TIMEOUT_SECS_DEFAULT: u64 = 600;
+/// The longest timeout a release may ask for: 48 hours.
+pub const TIMEOUT_SECS_MAX: u64 = 172_800;
+pub const EBS_VOLUME_TYPE_DEFAULT: &str = "gp2";
+pub const EBS_DEVICE_NAME_DEFAULT: &str = "/dev/xvda";
+pub const DEFAULT_COOLDOWN_SECS_DEFAULT: u64 = 300;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Release {
+    pub project_name: String,
+    pub config_name: String,
+    /// Subnet ids (`subnet-…`) or Name tags, mixed freely.
+    #[serde(default)]
+    pub subnets: Vec<String>,
+    /// An AMI id (`ami-…`) or the AMI's Name tag.
+    pub ami: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_data: Option<String>,
+    /// Seconds the deploy may take to become healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<u64>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub lifecycle: BTreeMap<String, LifecycleHook>,
+    pub services: BTreeMap<String, Service>,
+    /// The account the release targets; the deployer's own account when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws_account_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws_region: Option<String>,
+}
+
+impl Release {
+    pub fn timeout_secs(&self) -> u64 {
+        self.timeout.unwrap_or(TIMEOUT_SECS_DEFAULT)
+    }
+
+    /// How often health is checked, derived from the timeout as Odin does: short deploys are
+    /// watched closely, long ones are not polled needlessly.
+    pub fn health_poll_secs(&self) -> u64 {
+        match self.timeout_secs() {
+            t if t < 30 * 60 => 15,
+            t if t < 2 * 60 * 60 => 60,
+            _ => 120,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LifecycleHook {
+    pub transition: String,
+    /// The IAM role the hook publishes with: a role name or (`role_arn`) an ARN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
+    /// Where notifications go: an SNS topic name or (`notification_target_arn`) an ARN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sns: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notification_target_arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_timeout: Option<u64>,
+}
+
+pub const TRANSITION_LAUNCHING: &str = "autoscaling:EC2_INSTANCE_LAUNCHING";
+pub const TRANSITION_TERMINATING: &str = "autoscaling:EC2_INSTANCE_TERMINATING";
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    pub instance_type: String,
+    #[serde(default)]
+    pub security_groups: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub elbs: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub target_groups: Vec<String>,
+    /// An instance profile name; its path must place it under this project-config-service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+    /// GiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ebs_volume_size: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ebs_volume_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ebs_device_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement_group_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement_group_strategy: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement_group_partition_count: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement_tenancy: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spot_price: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub associate_public_ip_address: Option<bool>,
+    #[serde(default)]
+    pub autoscaling: Autoscaling,
+}
+
+impl Service {
+    pub fn ebs_volume_type(&self) -> &str {
+        self.ebs_volume_type.as_deref().unwrap_or(EBS_VOLUME_TYPE_DEFAULT)
+    }
+
+    pub fn ebs_device_name(&self) -> &str {
+        self.ebs_device_name.as_deref().unwrap_or(EBS_DEVICE_NAME_DEFAULT)
+    }
+
+    /// Load balancers decide health when there are any; EC2 status checks otherwise.
+    pub fn behind_load_balancer(&self) -> bool {
+        !self.elbs.is_empty() || !self.target_groups.is_empty()
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Autoscaling {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_size: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_size: Option<u32>,
+    /// The fraction (0 to 1) of extra instances launched, and of instances allowed to be unhealthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spread: Option<f64>,
+    /// How many instances may be seen terminating before the deploy halts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_terms: Option<u32>,
+    /// Seconds; defaults to and is capped at the release's timeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check_grace_period: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_cooldown: Option<u64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<Policy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<Strategy>,
+}
+
+impl Autoscaling {
+    pub fn min_size(&self) -> u32 {
+        self.min_size.unwrap_or(1)
+    }
+
+    pub fn max_size(&self) -> u32 {
+        self.max_size.unwrap_or(1)
+    }
+
+    pub fn max_terms(&self) -> u32 {
+        self.max_terms.unwrap_or(0)
+    }
+
+    pub fn strategy(&self) -> Strategy {
+        self.strategy.unwrap_or_default()
+    }
+
+    pub fn default_cooldown_secs(&self) -> u64 {
+        self.default_cooldown.unwrap_or(DEFAULT_COOLDOWN_SECS_DEFAULT)
+    }
+
+    pub fn health_check_grace_period_secs(&self, timeout_secs: u64) -> u64 {
+        self.health_check_grace_period.unwrap_or(timeout_secs).min(timeout_secs)
+    }
+
+    /// The spread in basis points (1/10,000), so capacity math is exact integer arithmetic:
+    /// `10 × (1 + 0.2)` computed in floating point is 12.000000000000002, in basis points 12.
+    pub fn spread_bp(&self) -> u32 {
+        (self.spread.unwrap_or(0.0).clamp(0.0, 1.0) * 10_000.0).round() as u32
+    }
+}
+
+/// How a service's new instances are brought up.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Strategy {
+    /// Launch every instance at once.
+    #[default]
+    AllAtOnce,
+    /// Launch one instance; once it is healthy, launch the rest.
+    OneThenAllWithCanary,
+    #[serde(rename = "25PercentStepRolloutNoCanary")]
+    Percent25Steps,
+    #[serde(rename = "10PercentStepRolloutNoCanary")]
+    Percent10Steps,
+    #[serde(rename = "10AtATimeNoCanary")]
+    TenAtATime,
+    #[serde(rename = "20AtATimeNoCanary")]
+    TwentyAtATime,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    #[serde(rename = "type")]
+    pub kind: PolicyKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaling_adjustment: Option<i32>,
+    /// Average CPU utilisation, percent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
+    /// Seconds per evaluation period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluation_periods: Option<u32>,
+    /// Seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cooldown: Option<u32>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyKind {
+    CpuScaleUp,
+    CpuScaleDown,
+}
+
+impl PolicyKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            PolicyKind::CpuScaleUp => "cpu_scale_up",
+            PolicyKind::CpuScaleDown => "cpu_scale_down",
+        }
+    }
+}
+
+impl Policy {
+    pub fn scaling_adjustment(&self) -> i32 {
+        self.scaling_adjustment.unwrap_or(match self.kind {
+            PolicyKind::CpuScaleUp => 1,
+            PolicyKind::CpuScaleDown => -1,
+        })
+    }
+
+    pub fn threshold(&self) -> f64 {
+        self.threshold.unwrap_or(match self.kind {
+            PolicyKind::CpuScaleUp => 50.0,
+            PolicyKind::CpuScaleDown => 20.0,
+        })
+    }
+
+    pub fn period_secs(&self) -> u32 {
+        self.period.unwrap_or(300)
+    }
+
+    pub fn evaluation_periods(&self) -> u32 {
+        self.evaluation_periods.unwrap_or(2)
+    }
+
+    pub fn cooldown_secs(&self) -> u32 {
+        self.cooldown.unwrap_or(60)
+    }
+}

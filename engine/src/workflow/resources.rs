@@ -1,0 +1,321 @@
+//! Resource checks: which cloud resources a release may use, judged from what the cloud reported.
+//!
+//! The cloud adapter only looks things up (by id, by Name tag, by name) and reports every match
+//! with its tags; every rule about whether a match may be used lives here, once, for the simulated
+//! and the real cloud alike. All resources must opt in: AMIs and subnets carry
+//! `DeployWith=skald`; security groups, ELBs and target groups carry ProjectName, ConfigName and
+//! ServiceName equal to the release's values or `_all`; instance profiles live under
+//! `/skald/<project>/<config>/<service>/` with `_all` allowed from the right.
+
+use super::capacity::CapacityPlan;
+use super::names::{self, ALL, DEPLOYER, TAG_CONFIG, TAG_DEPLOY_WITH, TAG_PROJECT, TAG_RELEASE, TAG_SERVICE};
+use super::release::Release;
+use super::validate::Problem;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+pub type Tags = BTreeMap<String, String>;
+
+/// What the cloud must look up for a release. Built from the release alone.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Query {
+    pub project: String,
+    pub config: String,
+    pub ami: String,
+    pub subnets: Vec<String>,
+    pub security_groups: BTreeSet<String>,
+    pub elbs: BTreeSet<String>,
+    pub target_groups: BTreeSet<String>,
+    pub instance_profiles: BTreeSet<String>,
+    pub roles: BTreeSet<String>,
+    pub topics: BTreeSet<String>,
+}
+
+impl Query {
+    pub fn for_release(release: &Release) -> Query {
+        let services = release.services.values();
+        let hooks = release.lifecycle.values();
+        Query {
+            project: release.project_name.clone(),
+            config: release.config_name.clone(),
+            ami: release.ami.clone(),
+            subnets: release.subnets.clone(),
+            security_groups: services.clone().flat_map(|s| s.security_groups.iter().cloned()).collect(),
+            elbs: services.clone().flat_map(|s| s.elbs.iter().cloned()).collect(),
+            target_groups: services.clone().flat_map(|s| s.target_groups.iter().cloned()).collect(),
+            instance_profiles: services.flat_map(|s| s.profile.iter().cloned()).collect(),
+            roles: hooks.clone().filter_map(|h| h.role.clone()).collect(),
+            topics: hooks.filter_map(|h| h.sns.clone()).collect(),
+        }
+    }
+}
+
+/// A resource the cloud found: its id (or ARN, or name for classic ELBs) and its tags.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Found {
+    pub id: String,
+    #[serde(default)]
+    pub tags: Tags,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FoundProfile {
+    pub arn: String,
+    pub path: String,
+}
+
+/// An Auto Scaling group of the release's project-config that exists now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExistingAsg {
+    pub name: String,
+    pub desired_capacity: u32,
+    #[serde(default)]
+    pub tags: Tags,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launch_template: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub elbs: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub target_groups: Vec<String>,
+}
+
+impl ExistingAsg {
+    pub fn service(&self) -> Option<&str> {
+        self.tags.get(TAG_SERVICE).map(String::as_str)
+    }
+}
+
+/// The cloud's answer to a [`Query`]: every match for every reference, unjudged.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lookup {
+    pub account_id: String,
+    pub region: String,
+    pub amis: Vec<Found>,
+    pub subnets: BTreeMap<String, Vec<Found>>,
+    pub security_groups: BTreeMap<String, Vec<Found>>,
+    pub elbs: BTreeMap<String, Found>,
+    pub target_groups: BTreeMap<String, Found>,
+    pub instance_profiles: BTreeMap<String, FoundProfile>,
+    pub roles: BTreeMap<String, String>,
+    pub topics: BTreeMap<String, String>,
+    /// Every ASG tagged with the query's ProjectName and ConfigName.
+    pub asgs: Vec<ExistingAsg>,
+}
+
+/// The resources a release will use, checked. Recorded in `ResourcesResolved`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resolved {
+    pub account_id: String,
+    pub region: String,
+    pub ami_id: String,
+    pub subnet_ids: Vec<String>,
+    pub services: BTreeMap<String, ResolvedService>,
+    pub lifecycle_hooks: Vec<ResolvedHook>,
+    /// ASGs of services this release drops: deleted after success.
+    pub dropped: Vec<ExistingAsg>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResolvedService {
+    pub security_group_ids: Vec<String>,
+    pub elbs: Vec<String>,
+    pub target_group_arns: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_profile_arn: Option<String>,
+    /// The live ASG this service replaces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<ExistingAsg>,
+    pub capacity: CapacityPlan,
+}
+
+impl ResolvedService {
+    /// The load balancers (ELB names, target group ARNs) every instance must be healthy in.
+    pub fn load_balancers(&self) -> Vec<String> {
+        self.elbs.iter().chain(&self.target_group_arns).cloned().collect()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResolvedHook {
+    pub name: String,
+    pub transition: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notification_target_arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_timeout_secs: Option<u64>,
+}
+
+/// Judges a lookup: the resolved resources, or every problem found (each naming the release field).
+pub fn check(release: &Release, release_id: &str, lookup: &Lookup) -> Result<Resolved, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let ami_id = check_opted_in(&mut problems, "ami", &release.ami, &lookup.amis, "AMI");
+    let subnet_ids = release
+        .subnets
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| {
+            let matches = lookup.subnets.get(r).map(Vec::as_slice).unwrap_or(&[]);
+            check_opted_in(&mut problems, &format!("subnets[{i}]"), r, matches, "subnet")
+        })
+        .collect();
+    let previous = check_previous(&mut problems, release, release_id, lookup);
+    let mut services = BTreeMap::new();
+    for (name, service) in &release.services {
+        let path = format!("services.{name}");
+        let scope = Scope { project: &release.project_name, config: &release.config_name, service: name };
+        let sgs = service.security_groups.iter().enumerate().filter_map(|(i, sg)| {
+            let matches = lookup.security_groups.get(sg).map(Vec::as_slice).unwrap_or(&[]);
+            check_scoped(&mut problems, &format!("{path}.security_groups[{i}]"), sg, exactly_one(matches), &scope, "security group")
+        });
+        let security_group_ids = sgs.collect();
+        let elbs = service.elbs.iter().enumerate().filter_map(|(i, elb)| {
+            check_scoped(&mut problems, &format!("{path}.elbs[{i}]"), elb, lookup.elbs.get(elb).ok_or(0), &scope, "classic ELB")
+        });
+        let elbs = elbs.collect();
+        let tgs = service.target_groups.iter().enumerate().filter_map(|(i, tg)| {
+            check_scoped(
+                &mut problems,
+                &format!("{path}.target_groups[{i}]"),
+                tg,
+                lookup.target_groups.get(tg).ok_or(0),
+                &scope,
+                "target group",
+            )
+        });
+        let target_group_arns = tgs.collect();
+        let instance_profile_arn =
+            service.profile.as_ref().and_then(|p| check_profile(&mut problems, &format!("{path}.profile"), p, lookup, &scope));
+        let previous = previous.get(name.as_str()).cloned();
+        let capacity = CapacityPlan::new(&service.autoscaling, previous.as_ref().map(|asg| asg.desired_capacity));
+        let resolved = ResolvedService { security_group_ids, elbs, target_group_arns, instance_profile_arn, previous, capacity };
+        services.insert(name.clone(), resolved);
+    }
+    let lifecycle_hooks = check_hooks(&mut problems, release, lookup);
+    let dropped = lookup.asgs.iter().filter(|asg| !asg.service().is_some_and(|s| release.services.contains_key(s))).cloned().collect();
+    match (problems.is_empty(), ami_id) {
+        (true, Some(ami_id)) => Ok(Resolved {
+            account_id: lookup.account_id.clone(),
+            region: lookup.region.clone(),
+            ami_id,
+            subnet_ids,
+            services,
+            lifecycle_hooks,
+            dropped,
+        }),
+        _ => Err(problems),
+    }
+}
+
+struct Scope<'a> {
+    project: &'a str,
+    config: &'a str,
+    service: &'a str,
+}
+
+fn exactly_one(matches: &[Found]) -> Result<&Found, usize> {
+    match matches {
+        [one] => Ok(one),
+        _ => Err(matches.len()),
+    }
+}
+
+fn not_exactly_one(kind: &str, reference: &str, found: usize) -> String {
+    match found {
+        0 => format!("no {kind} `{reference}` found"),
+        n => format!("{n} {kind}s match `{reference}`; it must name exactly one"),
+    }
+}
+
+/// AMIs and subnets: exactly one match, tagged `DeployWith=skald`.
+fn check_opted_in(problems: &mut Vec<Problem>, path: &str, reference: &str, matches: &[Found], kind: &str) -> Option<String> {
+    let found = exactly_one(matches).map_err(|n| problems.push(Problem::new(path, not_exactly_one(kind, reference, n)))).ok()?;
+    if found.tags.get(TAG_DEPLOY_WITH).map(String::as_str) != Some(DEPLOYER) {
+        problems.push(Problem::new(path, format!("{kind} `{reference}` ({}) is not tagged {TAG_DEPLOY_WITH}={DEPLOYER}", found.id)));
+        return None;
+    }
+    Some(found.id.clone())
+}
+
+/// Security groups, ELBs, target groups: found, and tagged for this project, config and service.
+fn check_scoped(
+    problems: &mut Vec<Problem>,
+    path: &str,
+    reference: &str,
+    found: Result<&Found, usize>,
+    scope: &Scope<'_>,
+    kind: &str,
+) -> Option<String> {
+    let found = found.map_err(|n| problems.push(Problem::new(path, not_exactly_one(kind, reference, n)))).ok()?;
+    let wanted = [(TAG_PROJECT, scope.project), (TAG_CONFIG, scope.config), (TAG_SERVICE, scope.service)];
+    let wrong: Vec<String> = wanted
+        .iter()
+        .filter(|(key, value)| !found.tags.get(*key).is_some_and(|v| v == value || v == ALL))
+        .map(|(key, value)| format!("{key}={value}"))
+        .collect();
+    if !wrong.is_empty() {
+        problems.push(Problem::new(path, format!("{kind} `{reference}` is not tagged {} (or `{ALL}`)", wrong.join(", "))));
+        return None;
+    }
+    Some(found.id.clone())
+}
+
+fn check_profile(problems: &mut Vec<Problem>, path: &str, name: &str, lookup: &Lookup, scope: &Scope<'_>) -> Option<String> {
+    let Some(profile) = lookup.instance_profiles.get(name) else {
+        problems.push(Problem::new(path, format!("no instance profile `{name}` found")));
+        return None;
+    };
+    let allowed = names::instance_profile_paths(scope.project, scope.config, scope.service);
+    if !allowed.contains(&profile.path) {
+        let message = format!("instance profile `{name}` has path `{}`; it must be one of {}", profile.path, allowed.join(", "));
+        problems.push(Problem::new(path, message));
+        return None;
+    }
+    Some(profile.arn.clone())
+}
+
+/// At most one live ASG per service, and none already carrying this release id.
+fn check_previous<'a>(
+    problems: &mut Vec<Problem>,
+    release: &Release,
+    release_id: &str,
+    lookup: &'a Lookup,
+) -> BTreeMap<&'a str, ExistingAsg> {
+    let mut previous: BTreeMap<&str, ExistingAsg> = BTreeMap::new();
+    for asg in &lookup.asgs {
+        if asg.tags.get(TAG_RELEASE).map(String::as_str) == Some(release_id) {
+            problems.push(Problem::new("release_id", format!("ASG `{}` already carries release id {release_id}", asg.name)));
+        }
+        let Some(service) = asg.service().filter(|s| release.services.contains_key(*s)) else { continue };
+        if let Some(other) = previous.insert(service, asg.clone()) {
+            let message = format!("two live ASGs serve it (`{}` and `{}`); remove one by hand first", other.name, asg.name);
+            problems.push(Problem::new(format!("services.{service}"), message));
+        }
+    }
+    previous
+}
+
+fn check_hooks(problems: &mut Vec<Problem>, release: &Release, lookup: &Lookup) -> Vec<ResolvedHook> {
+    let mut hooks = Vec::new();
+    for (name, hook) in &release.lifecycle {
+        let by_name = |field: &str, wanted: &Option<String>, found: &BTreeMap<String, String>, kind: &str, problems: &mut Vec<Problem>| {
+            let wanted = wanted.as_ref()?;
+            let arn = found.get(wanted).cloned();
+            if arn.is_none() {
+                problems.push(Problem::new(format!("lifecycle.{name}.{field}"), format!("no {kind} `{wanted}` found")));
+            }
+            arn
+        };
+        let role_arn = by_name("role", &hook.role, &lookup.roles, "IAM role", problems).or_else(|| hook.role_arn.clone());
+        let target = by_name("sns", &hook.sns, &lookup.topics, "SNS topic", problems).or_else(|| hook.notification_target_arn.clone());
+        hooks.push(ResolvedHook {
+            name: name.clone(),
+            transition: hook.transition.clone(),
+            role_arn,
+            notification_target_arn: target,
+            heartbeat_timeout_secs: hook.heartbeat_timeout,
+        });
+    }
+    hooks
+}

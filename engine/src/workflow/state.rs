@@ -1,0 +1,422 @@
+//! A deploy's state: the fold of its events. `evolve` is the only way state changes.
+//!
+//! State holds nothing that isn't derived from the history, and `evolve` does no I/O and reads no
+//! clock: the instant of each event comes with it. `fold` checks a history's shape (first event,
+//! gapless sequence, nothing after the end) so that a damaged history is an error, never a panic;
+//! `evolve` asserts the invariants that only a bug in skald could break.
+
+use super::capacity::CapacityPlan;
+use super::command::Command;
+use super::event::{Cleanliness, ErrorKind, Event, Freshness, Recorded};
+use super::health::HealthCounts;
+use super::names::{self, TemplateValues};
+use super::release::Release;
+use super::resources::{ExistingAsg, Resolved, ResolvedService};
+use super::time::Timestamp;
+use super::validate::Problem;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Attempts at one step before skald gives up on it.
+pub const ATTEMPTS_MAX: u32 = 5;
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct State {
+    /// The seq of the last event folded; 0 for an empty history.
+    pub seq: u64,
+    /// The instant of the last event folded.
+    pub at: Timestamp,
+    pub request: Option<Request>,
+    pub validated: bool,
+    pub lock: Lock,
+    /// When services must be healthy by: the lock's instant plus the release's timeout.
+    pub deadline: Option<Timestamp>,
+    pub resolved: Option<Resolved>,
+    pub services: BTreeMap<String, ServiceProgress>,
+    /// An effect announced by `CommandStarted` whose outcome is not yet recorded.
+    pub pending: Option<Command>,
+    pub retry: Retry,
+    pub last_launch_at: Option<Timestamp>,
+    pub last_observed_at: Option<Timestamp>,
+    /// Every service reached its healthy count: the release is live.
+    pub healthy: bool,
+    pub failure: Option<Failure>,
+    /// ASGs to remove: the old ones after success, the new ones after a failure.
+    pub teardown: Vec<Teardown>,
+    pub end: Option<End>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Request {
+    pub release_id: String,
+    pub created_at: Timestamp,
+    pub release: Release,
+    pub release_digest: String,
+    pub requested_by: Option<String>,
+    pub freshness: Freshness,
+    /// When skald recorded the request.
+    pub requested_at: Timestamp,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub enum Lock {
+    #[default]
+    Untried,
+    Held {
+        lease_until: Timestamp,
+    },
+    Denied,
+    Released,
+}
+
+/// Consecutive failures of the step the deploy is on.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Retry {
+    pub attempts: u32,
+    pub last_failure_at: Timestamp,
+    pub last_error: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Failure {
+    pub error: ErrorKind,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ServiceProgress {
+    pub asg: String,
+    pub plan: CapacityPlan,
+    pub launch_started: bool,
+    pub launched: bool,
+    pub min_size: u32,
+    pub desired: u32,
+    pub health: Option<HealthCounts>,
+    /// Resetting capacity after success failed past its retries; the service keeps its deploy size.
+    pub finalize_skipped: bool,
+}
+
+impl ServiceProgress {
+    /// Healthy by Odin's rule: the whole launch capacity requested, and enough of it healthy.
+    pub fn is_healthy(&self) -> bool {
+        let healthy = self.health.map_or(0, |h| h.healthy);
+        self.desired == self.plan.launch && healthy >= self.plan.healthy_needed
+    }
+
+    /// Capacity still differs from what the service should run after success.
+    pub fn needs_final_capacity(&self) -> bool {
+        !self.finalize_skipped && (self.min_size, self.desired) != (self.plan.min_size, self.plan.desired)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Teardown {
+    pub asg: String,
+    /// Deleted with the ASG, when it is the ASG's own (skald names templates after their ASG).
+    pub launch_template: Option<String>,
+    pub elbs: Vec<String>,
+    pub target_groups: Vec<String>,
+    pub stage: TeardownStage,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum TeardownStage {
+    Detach,
+    AwaitDetach { since: Timestamp },
+    Delete,
+    Deleted,
+    Abandoned { reason: String },
+}
+
+impl Teardown {
+    pub fn is_finished(&self) -> bool {
+        matches!(self.stage, TeardownStage::Deleted | TeardownStage::Abandoned { .. })
+    }
+}
+
+/// How the deploy ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum End {
+    Success,
+    Failure { error: ErrorKind, cleanliness: Cleanliness, reason: String },
+}
+
+impl End {
+    /// Odin's names for the end states: Success, FailureClean, FailureDirty.
+    pub fn name(&self) -> &'static str {
+        match self {
+            End::Success => "Success",
+            End::Failure { cleanliness: Cleanliness::Clean, .. } => "FailureClean",
+            End::Failure { cleanliness: Cleanliness::Dirty, .. } => "FailureDirty",
+        }
+    }
+}
+
+/// Why a history cannot be folded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FoldError {
+    Gap { expected: u64, found: u64 },
+    NotFirst { seq: u64, event: &'static str },
+    MissingRequest { seq: u64 },
+    AfterEnd { seq: u64, event: &'static str },
+}
+
+impl fmt::Display for FoldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FoldError::Gap { expected, found } => write!(f, "seq {found}: expected seq {expected} (a gap or reordering in the history)"),
+            FoldError::NotFirst { seq, event } => write!(f, "seq {seq}: {event} may only be the first event"),
+            FoldError::MissingRequest { seq } => write!(f, "seq {seq}: the history must start with DeployRequested"),
+            FoldError::AfterEnd { seq, event } => write!(f, "seq {seq}: {event} follows the deploy's end"),
+        }
+    }
+}
+
+impl std::error::Error for FoldError {}
+
+/// Folds a whole history, checking its shape first at every event.
+pub fn fold<'a>(history: impl IntoIterator<Item = &'a Recorded>) -> Result<State, FoldError> {
+    history.into_iter().try_fold(State::default(), |state, recorded| {
+        check_shape(&state, recorded)?;
+        Ok(evolve(state, recorded))
+    })
+}
+
+/// The structural rules of a history, as errors rather than assertions: histories come from
+/// storage and files, which can be damaged.
+pub fn check_shape(state: &State, recorded: &Recorded) -> Result<(), FoldError> {
+    let seq = recorded.seq;
+    if seq != state.seq + 1 {
+        return Err(FoldError::Gap { expected: state.seq + 1, found: seq });
+    }
+    let is_request = matches!(recorded.event, Event::DeployRequested { .. });
+    match (seq, is_request) {
+        (1, false) => Err(FoldError::MissingRequest { seq }),
+        (2.., true) => Err(FoldError::NotFirst { seq, event: recorded.event.name() }),
+        _ if state.end.is_some() => Err(FoldError::AfterEnd { seq, event: recorded.event.name() }),
+        _ => Ok(()),
+    }
+}
+
+/// Applies one event. Panics only on a history that `check_shape` would refuse.
+pub fn evolve(mut state: State, recorded: &Recorded) -> State {
+    assert!(check_shape(&state, recorded).is_ok(), "evolve on a malformed history: {:?}", check_shape(&state, recorded));
+    state.seq = recorded.seq;
+    state.at = recorded.at;
+    if !matches!(recorded.event, Event::CommandStarted { .. } | Event::CommandFailed { .. }) {
+        state.retry = Retry::default();
+    }
+    apply(&mut state, &recorded.event, recorded.at);
+    state
+}
+
+fn apply(state: &mut State, event: &Event, at: Timestamp) {
+    match event {
+        Event::DeployRequested { release_id, created_at, release, release_digest, requested_by, freshness } => {
+            state.request = Some(Request {
+                release_id: release_id.clone(),
+                created_at: *created_at,
+                release: (**release).clone(),
+                release_digest: release_digest.clone(),
+                requested_by: requested_by.clone(),
+                freshness: *freshness,
+                requested_at: at,
+            });
+        }
+        Event::ReleaseValidated => state.validated = true,
+        Event::ReleaseRejected { problems } | Event::ResourcesRejected { problems } => {
+            fail(state, ErrorKind::BadRelease, summarize(problems))
+        }
+        Event::LockAcquired { lease_until, .. } => {
+            state.lock = Lock::Held { lease_until: *lease_until };
+            state.deadline = Some(at.plus_secs(state.release().timeout_secs()));
+        }
+        Event::LockDenied { holder } => {
+            state.lock = Lock::Denied;
+            fail(state, ErrorKind::LockExists, format!("deploy {holder} holds the lock"));
+        }
+        Event::ResourcesResolved { resolved } => resolve(state, resolved),
+        Event::CommandStarted { command } => {
+            assert!(state.pending.is_none(), "a second command started before {:?} finished", state.pending);
+            if let Command::Launch { spec } = command {
+                state.service_mut(&spec.service).launch_started = true;
+            }
+            state.pending = Some(command.clone());
+        }
+        Event::CommandFailed { command, error, attempt } => {
+            state.pending = None;
+            state.retry = Retry { attempts: *attempt, last_failure_at: at, last_error: error.to_string() };
+            let give_up = !error.transient || *attempt >= ATTEMPTS_MAX;
+            if give_up {
+                give_up_on(state, command, &error.to_string());
+            }
+        }
+        Event::ServiceLaunched { service, desired, .. } => {
+            state.pending = None;
+            state.last_launch_at = Some(at);
+            let progress = state.service_mut(service);
+            progress.launched = true;
+            progress.desired = *desired;
+            progress.min_size = progress.plan.min_while_deploying(*desired);
+        }
+        Event::CapacitySet { service, min_size, desired, .. } => {
+            state.pending = None;
+            let progress = state.service_mut(service);
+            progress.min_size = *min_size;
+            progress.desired = *desired;
+        }
+        Event::HealthObserved { services } => {
+            state.last_observed_at = Some(at);
+            for (name, counts) in services {
+                state.service_mut(name).health = Some(*counts);
+            }
+        }
+        Event::ServicesHealthy => {
+            state.healthy = true;
+            let resolved = state.resolved.as_ref().expect("healthy before resources were resolved");
+            let old = resolved.services.values().filter_map(|s| s.previous.as_ref()).chain(&resolved.dropped);
+            state.teardown = old.map(teardown_of_existing).collect();
+        }
+        Event::HaltRequested { reason, requested_by } => {
+            // Halts are honoured until the release is live; after that it is too late to stop.
+            if !state.healthy {
+                let by = requested_by.as_deref().map(|who| format!(" (by {who})")).unwrap_or_default();
+                fail(state, ErrorKind::Halt, format!("halted: {reason}{by}"));
+            }
+        }
+        Event::TimedOut { timeout_secs } => fail(state, ErrorKind::Timeout, format!("services were not healthy within {timeout_secs} s")),
+        Event::TerminationsExceeded { service, terminating, max_terms } => {
+            let reason = format!("{service}: {terminating} instances terminating, more than max_terms {max_terms}");
+            fail(state, ErrorKind::Halt, reason);
+        }
+        Event::Detached { asg } => {
+            state.pending = None;
+            state.teardown_mut(asg).stage = TeardownStage::AwaitDetach { since: at };
+        }
+        Event::DetachConfirmed { asg, .. } => state.teardown_mut(asg).stage = TeardownStage::Delete,
+        Event::AsgDeleted { asg } => {
+            state.pending = None;
+            state.teardown_mut(asg).stage = TeardownStage::Deleted;
+        }
+        Event::TeardownAbandoned { asg, reason } => state.teardown_mut(asg).stage = TeardownStage::Abandoned { reason: reason.clone() },
+        Event::LockReleased => state.lock = Lock::Released,
+        Event::DeploySucceeded => state.end = Some(End::Success),
+        Event::DeployFailed { error, cleanliness, reason } => {
+            state.end = Some(End::Failure { error: *error, cleanliness: *cleanliness, reason: reason.clone() });
+        }
+    }
+}
+
+fn summarize(problems: &[Problem]) -> String {
+    let listed: Vec<String> = problems.iter().map(Problem::to_string).collect();
+    listed.join("; ")
+}
+
+/// Records the first failure and turns the deploy toward cleanup of what it launched.
+fn fail(state: &mut State, error: ErrorKind, reason: String) {
+    if state.failure.is_some() || state.healthy {
+        return;
+    }
+    state.failure = Some(Failure { error, reason });
+    state.retry = Retry::default();
+    let resolved = state.resolved.as_ref();
+    state.teardown = state
+        .services
+        .iter()
+        .filter(|(_, progress)| progress.launch_started)
+        .map(|(name, progress)| {
+            let service = resolved.and_then(|r| r.services.get(name)).expect("launched a service that was never resolved");
+            teardown_of_new(&progress.asg, service)
+        })
+        .collect();
+}
+
+/// A step failed for good. Where it leaves the deploy depends on the step.
+fn give_up_on(state: &mut State, command: &str, error: &str) {
+    let teardown_step = ["detach", "check_detached", "delete"].contains(&command);
+    if teardown_step {
+        // decide records the abandonment once the retry bound is reached; a permanent error on
+        // a teardown step is still retried, because "in use" and eventual consistency look the same.
+        return;
+    }
+    if state.healthy {
+        // Only resetting capacity can fail after success: the release is live at its deploy size.
+        if let Some(progress) = state.services.values_mut().find(|p| p.needs_final_capacity()) {
+            progress.finalize_skipped = true;
+        }
+        return;
+    }
+    fail(state, ErrorKind::Deploy, format!("{command} failed: {error}"));
+}
+
+fn resolve(state: &mut State, resolved: &Resolved) {
+    let request = state.request.as_ref().expect("resolved before requested");
+    let release = &request.release;
+    state.services = resolved
+        .services
+        .iter()
+        .map(|(name, service)| {
+            let asg = names::asg_name(&release.project_name, &release.config_name, name, &request.release_id);
+            let progress = ServiceProgress {
+                asg,
+                plan: service.capacity,
+                launch_started: false,
+                launched: false,
+                min_size: 0,
+                desired: 0,
+                health: None,
+                finalize_skipped: false,
+            };
+            (name.clone(), progress)
+        })
+        .collect();
+    state.resolved = Some(resolved.clone());
+}
+
+fn teardown_of_new(asg: &str, service: &ResolvedService) -> Teardown {
+    teardown(asg, Some(names::launch_template_name(asg)), service.elbs.clone(), service.target_group_arns.clone())
+}
+
+fn teardown_of_existing(asg: &ExistingAsg) -> Teardown {
+    // Only a template named after its ASG is that ASG's own; anything else may be shared.
+    let own_template = asg.launch_template.clone().filter(|lt| *lt == names::launch_template_name(&asg.name));
+    teardown(&asg.name, own_template, asg.elbs.clone(), asg.target_groups.clone())
+}
+
+fn teardown(asg: &str, launch_template: Option<String>, elbs: Vec<String>, target_groups: Vec<String>) -> Teardown {
+    let stage = if elbs.is_empty() && target_groups.is_empty() { TeardownStage::Delete } else { TeardownStage::Detach };
+    Teardown { asg: asg.to_string(), launch_template, elbs, target_groups, stage }
+}
+
+impl State {
+    pub fn release(&self) -> &Release {
+        &self.request.as_ref().expect("no DeployRequested folded").release
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.end.is_some()
+    }
+
+    /// Whether some teardown was abandoned: the deploy can only end dirty.
+    pub fn is_dirty(&self) -> bool {
+        self.teardown.iter().any(|t| matches!(t.stage, TeardownStage::Abandoned { .. }))
+    }
+
+    /// The user data for one service's instances, templated.
+    pub fn user_data(&self, service: &str) -> String {
+        let request = self.request.as_ref().expect("no DeployRequested folded");
+        let resolved = self.resolved.as_ref().expect("user data before resources were resolved");
+        let values =
+            TemplateValues { release_id: &request.release_id, service, account_id: &resolved.account_id, region: &resolved.region };
+        names::render_user_data(&request.release, &values)
+    }
+
+    fn service_mut(&mut self, name: &str) -> &mut ServiceProgress {
+        self.services.get_mut(name).unwrap_or_else(|| panic!("event for unknown service {name}"))
+    }
+
+    fn teardown_mut(&mut self, asg: &str) -> &mut Teardown {
+        self.teardown.iter_mut().find(|t| t.asg == asg).unwrap_or_else(|| panic!("event for {asg}, which is not being torn down"))
+    }
+}

@@ -1,0 +1,8 @@
+//! skald's binaries and the thin layer they share: reading release files, ids, output.
+//!
+//! Only this crate knows command-line flags (and, later, SQS and Lambda event JSON).
+
+pub mod demo;
+pub mod release_file;
+pub mod timeline;
+pub mod ulid;

@@ -1,0 +1,22 @@
+//! ULIDs: 48 bits of milliseconds and 80 bits of entropy in 26 Crockford base-32 characters,
+//! so release ids sort by creation time.
+
+const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+/// Encodes a ULID from its parts; only the low 48 bits of `ms` and 80 bits of `entropy` are used.
+pub fn encode(ms: u64, entropy: u128) -> String {
+    let value: u128 = (u128::from(ms & 0xFFFF_FFFF_FFFF) << 80) | (entropy & ((1u128 << 80) - 1));
+    (0..26).rev().map(|i| ALPHABET[((value >> (i * 5)) & 0x1F) as usize] as char).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_time_first_so_ids_sort_by_time() {
+        assert_eq!(encode(0, 0), "00000000000000000000000000");
+        assert_eq!(encode(1_469_918_176_385, 0), "01ARYZ6S41".to_string() + "0000000000000000");
+        assert!(encode(2, 0) > encode(1, u128::MAX));
+    }
+}

@@ -1,0 +1,1 @@
+//! Recorded histories and the tests that replay them (see `tests/`).
