@@ -77,10 +77,20 @@ pub struct StoreStats {
     pub conflicts: u64,
 }
 
+/// A failure the store injects into one append, as a flaky network or DynamoDB would cause.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppendFault {
+    /// The write is refused: nothing lands.
+    Refuse,
+    /// The write lands, but the caller is told it failed (a timeout after the commit).
+    LandThenFail,
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStore {
     tables: Arc<Mutex<Tables>>,
     stats: Arc<Mutex<StoreStats>>,
+    faults: Arc<Mutex<std::collections::VecDeque<Option<AppendFault>>>>,
 }
 
 impl MemoryStore {
@@ -102,6 +112,11 @@ impl MemoryStore {
 
     pub fn history(&self, deploy: &str) -> Vec<StoredEvent> {
         self.tables.lock().unwrap().events.get(deploy).cloned().unwrap_or_default()
+    }
+
+    /// Scripts the next appends, in order: `None` lets one through, `Some(fault)` fails one.
+    pub fn inject(&self, faults: &[Option<AppendFault>]) {
+        self.faults.lock().unwrap().extend(faults);
     }
 
     pub fn stats(&self) -> StoreStats {
@@ -151,9 +166,13 @@ impl EventStore for MemoryStore {
     }
 
     fn append(&self, append: Append) -> impl Future<Output = Result<(), AppendError>> + Send {
+        let fault = self.faults.lock().unwrap().pop_front().flatten();
         let result = {
             let mut tables = self.tables.lock().unwrap();
-            let checked = Self::try_append(&mut tables, &append);
+            let checked = match fault {
+                Some(AppendFault::Refuse) => Err(AppendError::Store(StoreError("injected: write refused".into()))),
+                _ => Self::try_append(&mut tables, &append),
+            };
             if checked.is_ok() {
                 match &append.lock {
                     Some(LockOp::Acquire { key, owner, lease_until, .. }) => {
@@ -169,7 +188,12 @@ impl EventStore for MemoryStore {
                 }
                 tables.events.entry(append.deploy.clone()).or_default().extend(append.events.iter().cloned());
             }
-            checked
+            match (checked, fault) {
+                (Ok(()), Some(AppendFault::LandThenFail)) => {
+                    Err(AppendError::Store(StoreError("injected: timed out after landing".into())))
+                }
+                (checked, _) => checked,
+            }
         };
         let mut stats = self.stats.lock().unwrap();
         stats.appends += 1;

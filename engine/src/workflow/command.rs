@@ -202,6 +202,8 @@ impl fmt::Display for CloudError {
 }
 
 /// What happened when the runner carried out a command.
+// One outcome exists per step and lives for a moment: boxing the large lookup would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
     LockAcquired,

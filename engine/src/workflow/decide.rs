@@ -25,6 +25,8 @@ pub const LOCK_LEASE_MARGIN_SECS: u64 = 6 * 3600;
 const RETRY_BACKOFF_SECS_MIN: u64 = 5;
 const RETRY_BACKOFF_SECS_MAX: u64 = 60;
 
+// One decision exists per step and lives for a moment: boxing the command would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum Decision {
     /// Append these events; nothing outside the log changes.

@@ -5,8 +5,10 @@
 //! denies unknown keys, so a typo is an error and never a silently ignored setting. Rules that
 //! span fields live in `validate`.
 
+use serde::de::{self, Deserializer, MapAccess};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::marker::PhantomData;
 
 /// Seconds a deploy may wait for its services to become healthy when the release says nothing.
 pub const TIMEOUT_SECS_DEFAULT: u64 = 600;
@@ -31,8 +33,9 @@ pub struct Release {
     /// Seconds the deploy may take to become healthy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<u64>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "unique_keys")]
     pub lifecycle: BTreeMap<String, LifecycleHook>,
+    #[serde(deserialize_with = "unique_keys")]
     pub services: BTreeMap<String, Service>,
     /// The account the release targets; the deployer's own account when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -91,7 +94,7 @@ pub struct Service {
     /// An instance profile name; its path must place it under this project-config-service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "unique_keys")]
     pub tags: BTreeMap<String, String>,
     /// GiB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -267,4 +270,32 @@ impl Policy {
     pub fn cooldown_secs(&self) -> u32 {
         self.cooldown.unwrap_or(60)
     }
+}
+
+/// Decodes a map in which a repeated key is an error. JSON allows repeats and serde keeps the
+/// last one; for a release that would silently drop a whole service written twice.
+fn unique_keys<'de, D: Deserializer<'de>, V: Deserialize<'de>>(deserializer: D) -> Result<BTreeMap<String, V>, D::Error> {
+    struct UniqueKeys<V>(PhantomData<V>);
+
+    impl<'de, V: Deserialize<'de>> de::Visitor<'de> for UniqueKeys<V> {
+        type Value = BTreeMap<String, V>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a map with unique keys")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some(key) = map.next_key::<String>()? {
+                if out.contains_key(&key) {
+                    return Err(de::Error::custom(format!("`{key}` appears twice")));
+                }
+                let value = map.next_value()?;
+                out.insert(key, value);
+            }
+            Ok(out)
+        }
+    }
+
+    deserializer.deserialize_map(UniqueKeys(PhantomData))
 }

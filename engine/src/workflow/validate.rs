@@ -22,6 +22,8 @@ pub const USER_DATA_BYTES_MAX: usize = 16 * 1024;
 /// A bound on instances per service: far above any sane ASG, low enough to keep every count small.
 pub const INSTANCES_PER_SERVICE_MAX: u32 = 1_000;
 const NAME_REF_LEN_MAX: usize = 255;
+const COOLDOWN_SECS_MAX: u64 = 86_400;
+const ALARM_WINDOW_SECS_MAX: u64 = 86_400;
 const HEARTBEAT_SECS: std::ops::RangeInclusive<u64> = 30..=7_200;
 const EBS_VOLUME_GIB: std::ops::RangeInclusive<u32> = 1..=16_384;
 const EBS_VOLUME_TYPES: [&str; 7] = ["standard", "gp2", "gp3", "io1", "io2", "st1", "sc1"];
@@ -135,10 +137,11 @@ fn check_account(out: &mut Problems, release: &Release) {
 }
 
 fn check_hook(out: &mut Problems, path: &str, name: &str, hook: &LifecycleHook) {
+    // AWS's LifecycleHookName grammar: `[A-Za-z0-9\-_\/]+`, at most 255 characters.
     let name_ok = !name.is_empty()
         && name.len() <= NAME_REF_LEN_MAX
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
-    out.check(name_ok, path, "a hook name must be 1 to 255 letters, digits, `-`, `_`, `.` or `/`");
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '/'));
+    out.check(name_ok, path, "a hook name must be 1 to 255 letters, digits, `-`, `_` or `/`");
     let transition_ok = [TRANSITION_LAUNCHING, TRANSITION_TERMINATING].contains(&hook.transition.as_str());
     out.check(transition_ok, &format!("{path}.transition"), format!("must be {TRANSITION_LAUNCHING} or {TRANSITION_TERMINATING}"));
     out.check(!(hook.role.is_some() && hook.role_arn.is_some()), &format!("{path}.role"), "give role or role_arn, not both");
@@ -188,9 +191,10 @@ fn check_tags(out: &mut Problems, path: &str, service: &Service) {
     for (key, value) in &service.tags {
         let at = format!("{path}.tags.{key}");
         out.check(!RESERVED_TAGS.contains(&key.as_str()), &at, "is set by skald and cannot be given");
-        out.check(!key.starts_with("aws:"), &at, "tags starting with `aws:` are reserved by AWS");
-        out.check(!key.is_empty() && key.len() <= 128, &at, "a tag key must be 1 to 128 characters");
-        out.check(value.len() <= 256, &at, "a tag value must be at most 256 characters");
+        out.check(!key.to_ascii_lowercase().starts_with("aws:"), &at, "tags starting with `aws:` (in any case) are reserved by AWS");
+        // EC2 takes tag keys of up to 127 characters (Auto Scaling 128): ASG tags reach instances.
+        out.check(!key.is_empty() && key.chars().count() <= 127, &at, "a tag key must be 1 to 127 characters");
+        out.check(value.chars().count() <= 256, &at, "a tag value must be at most 256 characters");
     }
 }
 
@@ -210,7 +214,10 @@ fn check_ebs(out: &mut Problems, path: &str, service: &Service) {
         format!("`{kind}` is not one of {}", EBS_VOLUME_TYPES.join(", ")),
     );
     let device = service.ebs_device_name();
-    let ok = device.starts_with("/dev/") && device.len() > 5 && device.chars().all(|c| c.is_ascii_alphanumeric() || c == '/');
+    let ok = device.starts_with("/dev/")
+        && !device.ends_with('/')
+        && !device.contains("//")
+        && device.chars().all(|c| c.is_ascii_alphanumeric() || c == '/');
     out.check(ok, &format!("{path}.ebs_device_name"), format!("`{device}` is not a device name such as /dev/xvda"));
 }
 
@@ -250,6 +257,14 @@ fn check_autoscaling(out: &mut Problems, path: &str, scaling: &Autoscaling, time
         let at = format!("{path}.health_check_grace_period");
         out.check(grace <= timeout_secs, &at, format!("{grace} s is longer than the release's timeout of {timeout_secs} s"));
     }
+    let at = format!("{path}.max_terms");
+    out.check(scaling.max_terms() <= INSTANCES_PER_SERVICE_MAX, &at, format!("must be at most {INSTANCES_PER_SERVICE_MAX}"));
+    let cooldown_ok = scaling.default_cooldown_secs() <= COOLDOWN_SECS_MAX;
+    out.check(cooldown_ok, &format!("{path}.default_cooldown"), format!("must be at most {COOLDOWN_SECS_MAX} seconds"));
+    check_policies(out, path, scaling);
+}
+
+fn check_policies(out: &mut Problems, path: &str, scaling: &Autoscaling) {
     let mut kinds = BTreeSet::new();
     for (i, policy) in scaling.policies.iter().enumerate() {
         let at = format!("{path}.policies[{i}]");
@@ -273,5 +288,26 @@ fn check_autoscaling(out: &mut Problems, path: &str, scaling: &Autoscaling, time
         let period = policy.period_secs();
         out.check(period >= 60 && period % 60 == 0, &format!("{at}.period"), "must be a positive multiple of 60 seconds");
         out.check(policy.evaluation_periods() >= 1, &format!("{at}.evaluation_periods"), "must be at least 1");
+        // CloudWatch evaluates alarms over at most one day.
+        let window = u64::from(period) * u64::from(policy.evaluation_periods());
+        out.check(
+            window <= ALARM_WINDOW_SECS_MAX,
+            &format!("{at}.evaluation_periods"),
+            format!("period × evaluation_periods is {window} s; CloudWatch allows {ALARM_WINDOW_SECS_MAX}"),
+        );
+        out.check(
+            u64::from(policy.cooldown_secs()) <= COOLDOWN_SECS_MAX,
+            &format!("{at}.cooldown"),
+            format!("must be at most {COOLDOWN_SECS_MAX} seconds"),
+        );
+    }
+    let threshold = |kind| scaling.policies.iter().find(|p| p.kind == kind).map(|p| p.threshold());
+    if let (Some(up), Some(down)) = (threshold(PolicyKind::CpuScaleUp), threshold(PolicyKind::CpuScaleDown)) {
+        // Overlapping thresholds make the two alarms fight: the group would scale out and in forever.
+        out.check(
+            down < up,
+            &format!("{path}.policies"),
+            format!("cpu_scale_down threshold {down} must be below cpu_scale_up threshold {up}"),
+        );
     }
 }

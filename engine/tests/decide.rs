@@ -1,0 +1,253 @@
+//! The pure core in isolation: given a history, when `decide` runs at an instant, then this
+//! decision. No runner, no adapters: these pin the workflow's rules one at a time.
+
+mod support;
+
+use skald_engine::adapters::memory::block_on;
+use skald_engine::adapters::sim::{SimCloud, Timings};
+use skald_engine::codec::release_digest;
+use skald_engine::ports::Cloud;
+use skald_engine::workflow::command::{Command, HealthTarget, Outcome};
+use skald_engine::workflow::decide::{FIRST_HEALTH_CHECK_SECS, LOCK_LEASE_MARGIN_SECS};
+use skald_engine::workflow::event::{Event, Freshness};
+use skald_engine::workflow::health::HealthCounts;
+use skald_engine::workflow::resources::{check, Query};
+use skald_engine::workflow::state::ATTEMPTS_MAX;
+use skald_engine::workflow::{decide, fold, record, CloudError, Decision, FoldError, Next, Recorded, Release, State, Timestamp};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use support::{id, release, START};
+
+/// A history under construction, one event at a time, each some seconds after the last.
+struct Given {
+    history: Vec<Recorded>,
+}
+
+impl Given {
+    fn requested(release: &Release, created_at: Timestamp) -> Given {
+        let event = Event::DeployRequested {
+            release_id: id(1),
+            created_at,
+            release: Box::new(release.clone()),
+            release_digest: release_digest(release),
+            requested_by: Some("arn:aws:iam::123456789012:user/ci".into()),
+            freshness: Freshness::default(),
+        };
+        Given { history: vec![Recorded { seq: 1, at: START, event }] }
+    }
+
+    /// Requested, validated, locked and resolved against a provisioned simulated cloud.
+    fn resolved() -> Given {
+        let release = release();
+        let cloud = SimCloud::new(Arc::new(skald_engine::adapters::memory::SystemClock), Timings::default());
+        skald_engine::adapters::local::provision_example(&cloud, &release);
+        let lookup = block_on(cloud.lookup(&Query::for_release(&release))).unwrap();
+        let resolved = check(&release, &id(1), &lookup).unwrap();
+        Given::requested(&release, START)
+            .then(0, Event::ReleaseValidated)
+            .then(0, Event::LockAcquired { project: release.project_name.clone(), config: release.config_name.clone(), lease_until: START })
+            .then(0, Event::ResourcesResolved { resolved: Box::new(resolved) })
+    }
+
+    /// Resolved, and every service's launch recorded.
+    fn launched() -> Given {
+        let mut given = Given::resolved();
+        for service in ["web", "worker"] {
+            let command = match given.decide(0) {
+                Decision::Act(command @ Command::Launch { .. }) => command,
+                other => panic!("expected a launch, got {other:?}"),
+            };
+            let Command::Launch { spec } = &command else { unreachable!() };
+            assert_eq!(spec.service, service);
+            let launched = Event::ServiceLaunched { service: service.into(), asg: spec.asg_name.clone(), desired: spec.desired_capacity };
+            given = given.then(0, Event::CommandStarted { command }).then(1, launched);
+        }
+        given
+    }
+
+    fn then(mut self, secs_later: u64, event: Event) -> Given {
+        let last = self.history.last().expect("a history starts with a request");
+        let recorded = Recorded { seq: last.seq + 1, at: last.at.plus_secs(secs_later), event };
+        self.history.push(recorded);
+        self
+    }
+
+    fn last_at(&self) -> Timestamp {
+        self.history.last().unwrap().at
+    }
+
+    fn state(&self) -> State {
+        fold(&self.history).expect("a well-formed history")
+    }
+
+    /// Decides `secs_later` seconds after the last event.
+    fn decide(&self, secs_later: u64) -> Decision {
+        decide(&self.state(), self.last_at().plus_secs(secs_later))
+    }
+}
+
+fn healthy_counts(web: u32, worker: u32) -> Event {
+    let counts = |healthy| HealthCounts { healthy, launching: 0, terminating: 0 };
+    Event::HealthObserved { services: BTreeMap::from([("web".into(), counts(web)), ("worker".into(), counts(worker))]) }
+}
+
+#[test]
+fn an_empty_history_needs_nothing() {
+    assert_eq!(decide(&State::default(), START), Decision::Finished);
+}
+
+#[test]
+fn a_valid_request_is_validated_then_locks_with_a_bounded_lease() {
+    let given = Given::requested(&release(), START);
+    assert_eq!(given.decide(0), Decision::Emit(vec![Event::ReleaseValidated]));
+
+    let given = given.then(0, Event::ReleaseValidated);
+    let Decision::Act(Command::AcquireLock { lease_until, .. }) = given.decide(3) else { panic!("{:?}", given.decide(3)) };
+    assert_eq!(lease_until, START.plus_secs(3 + 600 + LOCK_LEASE_MARGIN_SECS));
+}
+
+#[test]
+fn a_release_created_too_far_ahead_is_rejected_naming_created_at() {
+    let given = Given::requested(&release(), START.plus_secs(3 * 60));
+    let Decision::Emit(events) = given.decide(0) else { panic!() };
+    let [Event::ReleaseRejected { problems }] = events.as_slice() else { panic!("{events:?}") };
+    assert_eq!(problems.len(), 1);
+    assert_eq!(problems[0].path, "created_at");
+    assert!(problems[0].message.contains("more than 120 s after"), "{}", problems[0].message);
+}
+
+#[test]
+fn freshness_is_judged_at_receipt_so_replays_agree_forever() {
+    let given = Given::requested(&release(), START);
+    let years_later = 10 * 365 * 24 * 3600;
+    assert_eq!(given.decide(years_later), Decision::Emit(vec![Event::ReleaseValidated]));
+}
+
+#[test]
+fn services_launch_one_at_a_time_in_name_order() {
+    let given = Given::resolved();
+    let Decision::Act(Command::Launch { spec }) = given.decide(0) else { panic!() };
+    assert_eq!(spec.service, "web");
+    assert_eq!(spec.desired_capacity, 1, "the canary goes first");
+    assert_eq!(spec.tags["ReleaseId"], id(1));
+    assert_eq!(spec.tags["ManagedBy"], "skald");
+    assert_eq!(spec.health_check_type, "ELB");
+    assert_eq!(spec.asg_name, format!("coinbase/deploy-test-production-web-{}", id(1)));
+}
+
+#[test]
+fn an_announced_effect_is_resumed_before_anything_else_even_past_the_deadline() {
+    let given = Given::resolved();
+    let Decision::Act(launch) = given.decide(0) else { panic!() };
+    let given = given.then(0, Event::CommandStarted { command: launch.clone() });
+
+    assert_eq!(given.decide(0), Decision::Act(launch.clone()));
+    assert_eq!(given.decide(10 * 3600), Decision::Act(launch));
+}
+
+#[test]
+fn the_first_health_check_waits_for_instances_to_boot() {
+    let given = Given::launched();
+    let launched_at = given.last_at();
+
+    assert_eq!(given.decide(0), Decision::Wait { until: launched_at.plus_secs(FIRST_HEALTH_CHECK_SECS) });
+    let Decision::Act(Command::ObserveHealth { targets }) = given.decide(FIRST_HEALTH_CHECK_SECS) else { panic!() };
+    let services: Vec<&str> = targets.iter().map(|t: &HealthTarget| t.service.as_str()).collect();
+    assert_eq!(services, ["web", "worker"]);
+}
+
+#[test]
+fn unchanged_health_records_nothing_and_polls_again_after_the_interval() {
+    let given = Given::launched().then(90, healthy_counts(0, 0));
+    let state = given.state();
+    let Decision::Act(observe) = given.decide(15) else { panic!() };
+
+    let reports = BTreeMap::new(); // nothing healthy yet: the same counts as before
+    let recording = record(&state, &observe, Outcome::Health(Ok(reports)), given.last_at().plus_secs(15));
+
+    assert!(recording.events.is_empty());
+    assert_eq!(recording.next, Next::WaitMs(15_000));
+}
+
+#[test]
+fn a_healthy_canary_is_followed_by_the_rest() {
+    let given = Given::launched().then(90, healthy_counts(1, 1));
+    let Decision::Act(Command::SetCapacity { service, desired, min_size, .. }) = given.decide(0) else { panic!("{:?}", given.decide(0)) };
+    assert_eq!((service.as_str(), desired, min_size), ("web", 3, 2));
+}
+
+#[test]
+fn the_deploy_times_out_at_the_deadline_not_before() {
+    let given = Given::launched().then(90, healthy_counts(0, 0));
+    let locked_at = given.history[2].at;
+    let until_deadline = 600 - given.last_at().ms_since(locked_at) / 1000;
+
+    assert!(matches!(given.decide(until_deadline - 1), Decision::Act(Command::ObserveHealth { .. })));
+    assert_eq!(given.decide(until_deadline), Decision::Emit(vec![Event::TimedOut { timeout_secs: 600 }]));
+}
+
+#[test]
+fn a_failed_step_waits_out_its_backoff_then_retries_the_same_command() {
+    let given = Given::launched().then(90, healthy_counts(0, 0));
+    let Decision::Act(observe) = given.decide(15) else { panic!() };
+    let given =
+        given.then(15, Event::CommandFailed { command: "observe_health".into(), error: CloudError::transient("Throttling"), attempt: 1 });
+
+    assert_eq!(given.decide(0), Decision::Wait { until: given.last_at().plus_secs(5) });
+    assert_eq!(given.decide(5), Decision::Act(observe));
+}
+
+#[test]
+fn a_halt_before_the_release_is_live_turns_to_cleanup_and_after_is_ignored() {
+    let halt = || Event::HaltRequested { reason: "stop".into(), requested_by: None };
+    let halted = Given::launched().then(1, halt());
+    assert!(matches!(halted.decide(0), Decision::Act(Command::Detach { .. }) | Decision::Act(Command::Delete { .. })));
+    assert_eq!(halted.state().teardown.len(), 2, "both new ASGs are to be removed");
+
+    let live = Given::launched().then(90, healthy_counts(3, 1)).then(0, Event::ServicesHealthy).then(1, halt());
+    assert!(live.state().failure.is_none());
+}
+
+#[test]
+fn a_teardown_that_keeps_failing_is_abandoned_after_its_bound() {
+    let mut given = Given::launched().then(1, Event::HaltRequested { reason: "stop".into(), requested_by: None });
+    let Decision::Act(detach) = given.decide(0) else { panic!() };
+    for attempt in 1..=ATTEMPTS_MAX {
+        given = given.then(0, Event::CommandStarted { command: detach.clone() });
+        given =
+            given.then(1, Event::CommandFailed { command: "detach".into(), error: CloudError::permanent("AccessDenied", "no"), attempt });
+        if attempt < ATTEMPTS_MAX {
+            assert_eq!(given.decide(60), Decision::Act(detach.clone()));
+        }
+    }
+    let Decision::Emit(events) = given.decide(0) else { panic!() };
+    assert!(
+        matches!(&events[..], [Event::TeardownAbandoned { reason, .. }] if reason.contains("5 attempts failed; last: AccessDenied: no"))
+    );
+}
+
+#[test]
+fn malformed_histories_are_errors_not_panics() {
+    let given = Given::requested(&release(), START).then(0, Event::ReleaseValidated);
+    let mut gap = given.history.clone();
+    gap[1].seq = 3;
+    assert_eq!(fold(&gap).unwrap_err(), FoldError::Gap { expected: 2, found: 3 });
+
+    let headless = &given.history[1..];
+    assert!(matches!(fold(headless).unwrap_err(), FoldError::Gap { .. }));
+
+    let mut renumbered = given.history[1..].to_vec();
+    renumbered[0].seq = 1;
+    assert_eq!(fold(&renumbered).unwrap_err(), FoldError::MissingRequest { seq: 1 });
+
+    let ended = given.then(0, Event::ReleaseRejected { problems: vec![] }).then(0, Event::LockReleased);
+    let mut after_end = ended.history.clone();
+    after_end.insert(3, Recorded { seq: 4, at: START, event: Event::DeploySucceeded });
+    after_end[4].seq = 5;
+    assert_eq!(fold(&after_end).unwrap_err(), FoldError::AfterEnd { seq: 5, event: "LockReleased" });
+
+    let twice = Given::requested(&release(), START);
+    let mut doubled = twice.history.clone();
+    doubled.push(Recorded { seq: 2, ..twice.history[0].clone() });
+    assert_eq!(fold(&doubled).unwrap_err(), FoldError::NotFirst { seq: 2, event: "DeployRequested" });
+}

@@ -1,0 +1,480 @@
+//! Every branch of a deploy's lifecycle, end to end: the real runner over the in-memory store
+//! and queue and the simulated cloud. Each test reads given (a world, a release) / when (the
+//! deploy runs, perhaps with a fault or an interruption) / then (the history and the cloud).
+
+mod support;
+
+use skald_engine::adapters::memory::AppendFault;
+use skald_engine::adapters::sim::{Fate, Op};
+use skald_engine::message::Message;
+use skald_engine::ports::LockKey;
+use skald_engine::runner::{Handled, RunError};
+use skald_engine::workflow::event::{Cleanliness, ErrorKind, Event};
+use skald_engine::workflow::names::TAG_DEPLOY_WITH;
+use skald_engine::workflow::release::Strategy;
+use skald_engine::workflow::state::End;
+use skald_engine::workflow::CloudError;
+use support::*;
+
+fn failure(error: ErrorKind, cleanliness: Cleanliness) -> impl Fn(&Option<End>) -> bool {
+    move |end| matches!(end, Some(End::Failure { error: e, cleanliness: c, .. }) if *e == error && *c == cleanliness)
+}
+
+fn lock_key() -> LockKey {
+    let r = release();
+    LockKey { project: r.project_name, config: r.config_name }
+}
+
+// ---- success ---------------------------------------------------------------------------------
+
+#[test]
+fn a_first_release_launches_every_service_and_succeeds() {
+    let release = release();
+    let local = world(&release);
+
+    local.submit(&release, &id(1));
+    let state = run_until_end(&local, &id(1));
+
+    assert_eq!(state.end, Some(End::Success));
+    assert_eq!(
+        milestones(&local.history(&id(1))),
+        [
+            "DeployRequested",
+            "ReleaseValidated",
+            "LockAcquired",
+            "ResourcesResolved",
+            "ServiceLaunched",
+            "ServiceLaunched",
+            "ServicesHealthy",
+            "LockReleased",
+            "DeploySucceeded"
+        ]
+    );
+    let asgs = local.cloud.asgs();
+    assert_eq!(asgs.len(), 2);
+    // web: min 2, spread 0.5 -> launched 3 during the deploy, back to 2 after (no ratchet).
+    let web = &asgs[&format!("coinbase/deploy-test-production-web-{}", id(1))];
+    assert_eq!((web.min_size, web.desired, web.instance_count()), (2, 2, 2));
+    assert!(local.store.locks().is_empty(), "the lock is released");
+}
+
+#[test]
+fn a_second_release_replaces_the_first_and_deletes_its_asgs_and_templates() {
+    let release = release();
+    let local = world(&release);
+    local.submit(&release, &id(1));
+    run_until_end(&local, &id(1));
+
+    local.submit(&release, &id(2));
+    let state = run_until_end(&local, &id(2));
+
+    assert_eq!(state.end, Some(End::Success));
+    let names = local.cloud.asg_names();
+    assert!(names.iter().all(|n| n.ends_with(&id(2))), "{names:?}");
+    assert_eq!(names.len(), 2);
+    assert_eq!(local.cloud.launch_template_names(), names, "old launch templates are deleted with their ASGs");
+    let history = local.history(&id(2));
+    let deleted: Vec<&str> = history
+        .iter()
+        .filter_map(|r| match &r.event {
+            Event::AsgDeleted { asg } => Some(asg.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(deleted.len(), 2);
+    assert!(deleted.iter().all(|asg| asg.ends_with(&id(1))));
+    // The web ASG sat behind load balancers: it is detached and drained before deletion.
+    let web_old = format!("coinbase/deploy-test-production-web-{}", id(1));
+    let position = |wanted: &Event| history.iter().position(|r| r.event == *wanted).unwrap();
+    assert!(position(&Event::Detached { asg: web_old.clone() }) < position(&Event::AsgDeleted { asg: web_old }));
+}
+
+#[test]
+fn the_new_service_starts_at_the_previous_capacity() {
+    // Given a live web ASG scaled to 4 (by its CPU policy, say)
+    let release = release();
+    let local = world(&release);
+    local.submit(&release, &id(1));
+    run_until_end(&local, &id(1));
+    let old_web = format!("coinbase/deploy-test-production-web-{}", id(1));
+    skald_engine::adapters::memory::block_on(skald_engine::ports::Cloud::set_capacity(&local.cloud, &old_web, 2, 4)).unwrap();
+
+    // When the next release deploys
+    local.submit(&release, &id(2));
+    run_until_end(&local, &id(2));
+
+    // Then its web service plans for 4 (max 4, so no spread headroom) and keeps 4
+    let state = local.state(&id(2));
+    let plan = state.services["web"].plan;
+    assert_eq!((plan.desired, plan.launch, plan.healthy_needed), (4, 4, 2));
+    assert_eq!(local.cloud.asgs()[&format!("coinbase/deploy-test-production-web-{}", id(2))].desired, 4);
+}
+
+#[test]
+fn a_service_dropped_from_the_release_is_deleted_on_success() {
+    let release = release();
+    let local = world(&release);
+    local.submit(&release, &id(1));
+    run_until_end(&local, &id(1));
+
+    let mut web_only = release.clone();
+    web_only.services.remove("worker");
+    local.submit(&web_only, &id(2));
+    let state = run_until_end(&local, &id(2));
+
+    assert_eq!(state.end, Some(End::Success));
+    assert_eq!(local.cloud.asg_names(), [format!("coinbase/deploy-test-production-web-{}", id(2))]);
+}
+
+#[test]
+fn step_rollouts_raise_capacity_one_step_per_healthy_check() {
+    let mut release = release();
+    let web = release.services.get_mut("web").unwrap();
+    web.autoscaling.min_size = Some(8);
+    web.autoscaling.max_size = Some(8);
+    web.autoscaling.spread = None;
+    web.autoscaling.strategy = Some(Strategy::Percent25Steps);
+    let local = world(&release);
+
+    local.submit(&release, &id(1));
+    let state = run_until_end(&local, &id(1));
+
+    assert_eq!(state.end, Some(End::Success));
+    let steps: Vec<u32> = local
+        .history(&id(1))
+        .iter()
+        .filter_map(|r| match &r.event {
+            Event::ServiceLaunched { service, desired, .. } | Event::CapacitySet { service, desired, .. } if service == "web" => {
+                Some(*desired)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(steps, [2, 4, 6, 8]);
+}
+
+// ---- refusals before anything is launched -----------------------------------------------------
+
+#[test]
+fn an_invalid_release_is_rejected_without_taking_the_lock() {
+    let mut release = release();
+    release.services.get_mut("web").unwrap().autoscaling.min_size = Some(9);
+    let local = world(&release);
+
+    local.submit(&release, &id(1));
+    let state = run_until_end(&local, &id(1));
+
+    assert!(failure(ErrorKind::BadRelease, Cleanliness::Clean)(&state.end));
+    assert_eq!(types(&local.history(&id(1))), ["DeployRequested", "ReleaseRejected", "DeployFailed"]);
+    assert!(local.cloud.calls().is_empty(), "nothing touched the cloud");
+}
+
+#[test]
+fn a_stale_created_at_is_rejected_as_a_bad_release() {
+    let release = release();
+    let local = world(&release);
+    local.clock.advance_ms(16 * 60 * 1000);
+
+    let stale = Message::DeployRequested { release: Box::new(release), release_id: id(1), created_at: START };
+    local.queue.push(&stale, 0);
+    let state = run_until_end(&local, &id(1));
+
+    let history = local.history(&id(1));
+    let Event::ReleaseRejected { problems } = &history[1].event else { panic!("{:?}", types(&history)) };
+    assert_eq!(problems[0].path, "created_at");
+    assert!(failure(ErrorKind::BadRelease, Cleanliness::Clean)(&state.end));
+}
+
+#[test]
+fn a_resource_missing_its_opt_in_tag_is_rejected_and_nothing_is_launched() {
+    let release = release();
+    let local = world(&release);
+    // An AMI named like the release's, but not opted in: it shadows nothing, the real one goes.
+    local.cloud.add_image("ami-0ffffffffffffffff", &[("Name", "ubuntu")]);
+
+    local.submit(&release, &id(1));
+    let state = run_until_end(&local, &id(1));
+
+    assert!(failure(ErrorKind::BadRelease, Cleanliness::Clean)(&state.end));
+    assert_eq!(
+        types(&local.history(&id(1))),
+        ["DeployRequested", "ReleaseValidated", "LockAcquired", "ResourcesRejected", "LockReleased", "DeployFailed"]
+    );
+    let Some(End::Failure { reason, .. }) = &state.end else { unreachable!() };
+    assert!(reason.contains("ami: 2 AMIs match `ubuntu`"), "{reason}");
+    assert!(!local.cloud.calls().iter().any(|c| c.starts_with("launch")));
+    assert!(local.store.locks().is_empty());
+}
+
+#[test]
+fn an_untagged_subnet_is_rejected_naming_the_field() {
+    let mut release = release();
+    release.subnets.push("subnet-0123".into());
+    let local = world(&release);
+    local.cloud.add_subnet("subnet-0123", &[("Name", "hand-made")]);
+
+    local.submit(&release, &id(1));
+    let state = run_until_end(&local, &id(1));
+
+    let Some(End::Failure { reason, .. }) = &state.end else { panic!("{state:?}") };
+    assert!(reason.contains(&format!("subnets[2]: subnet `subnet-0123` (subnet-0123) is not tagged {TAG_DEPLOY_WITH}=skald")), "{reason}");
+}
+
+#[test]
+fn a_lock_held_by_another_deploy_fails_the_second_and_leaves_the_first_alone() {
+    let release = release();
+    let local = world(&release);
+    local.submit(&release, &id(1));
+    run_until_event(&local, &id(1), "ServiceLaunched");
+
+    local.submit(&release, &id(2));
+    let second = run_until_end(&local, &id(2));
+    let first = run_until_end(&local, &id(1));
+
+    assert!(failure(ErrorKind::LockExists, Cleanliness::Clean)(&second.end));
+    assert_eq!(types(&local.history(&id(2))), ["DeployRequested", "ReleaseValidated", "LockDenied", "DeployFailed"]);
+    assert_eq!(first.end, Some(End::Success));
+    assert!(local.cloud.asg_names().iter().all(|n| n.ends_with(&id(1))));
+    assert!(local.store.locks().is_empty());
+}
+
+#[test]
+fn replaying_a_release_id_starts_nothing_new() {
+    let release = release();
+    let local = world(&release);
+    local.submit(&release, &id(1));
+    run_until_end(&local, &id(1));
+    let events_before = local.history(&id(1)).len();
+    let calls_before = local.cloud.calls().len();
+
+    // The same request again (a duplicate delivery or a replay): the deploy is already over.
+    local.submit(&release, &id(1));
+    let handled = local.deliver_next().unwrap();
+    assert!(matches!(handled.result, Ok(Handled::Finished { .. })), "{:?}", handled.result);
+
+    // A different release under the same id: refused outright.
+    let mut other = release.clone();
+    other.ami = "something-else".into();
+    local.submit(&other, &id(1));
+    let handled = local.deliver_next().unwrap();
+    assert!(matches!(&handled.result, Err(RunError::Rejected(reason)) if reason.contains("already used")), "{:?}", handled.result);
+
+    assert_eq!(local.history(&id(1)).len(), events_before, "no event was added");
+    assert_eq!(local.cloud.calls().len(), calls_before, "nothing was launched");
+    assert!(local.queue.is_empty());
+}
+
+// ---- failures after launch: cleanup -----------------------------------------------------------
+
+#[test]
+fn never_healthy_until_the_timeout_fails_clean_and_removes_the_new_asgs() {
+    let release = release();
+    let local = world(&release);
+    local.submit(&release, &id(1));
+    run_until_end(&local, &id(1));
+    local.cloud.set_fate(&id(2), Fate::NeverHealthy);
+
+    local.submit(&release, &id(2));
+    let state = run_until_end(&local, &id(2));
+
+    assert!(failure(ErrorKind::Timeout, Cleanliness::Clean)(&state.end));
+    let history = local.history(&id(2));
+    let timed_out = history.iter().find(|r| matches!(r.event, Event::TimedOut { .. })).unwrap();
+    let locked = history.iter().find(|r| matches!(r.event, Event::LockAcquired { .. })).unwrap();
+    assert_eq!(timed_out.at.ms_since(locked.at), 600_000, "the timeout runs from the lock");
+    assert!(local.cloud.asg_names().iter().all(|n| n.ends_with(&id(1))), "only the old release remains");
+    assert_eq!(local.cloud.asg_names().len(), 2);
+    assert!(local.store.locks().is_empty());
+}
+
+#[test]
+fn a_halt_mid_deploy_fails_clean_and_removes_what_was_launched() {
+    let release = release();
+    let local = world(&release);
+    local.submit(&release, &id(1));
+    run_until_event(&local, &id(1), "ServiceLaunched");
+
+    local.halt(&release, "wrong build");
+    let state = run_until_end(&local, &id(1));
+
+    assert!(failure(ErrorKind::Halt, Cleanliness::Clean)(&state.end));
+    let history = local.history(&id(1));
+    assert!(history.iter().any(|r| matches!(&r.event, Event::HaltRequested { reason, .. } if reason == "wrong build")));
+    assert!(local.cloud.asg_names().is_empty());
+    assert!(local.cloud.launch_template_names().is_empty());
+    assert!(local.store.locks().is_empty());
+}
+
+#[test]
+fn a_halt_after_the_release_is_live_changes_nothing() {
+    let release = release();
+    let local = world(&release);
+    local.submit(&release, &id(1));
+    run_until_event(&local, &id(1), "ServicesHealthy");
+
+    local.halt(&release, "too late");
+    let state = run_until_end(&local, &id(1));
+
+    assert_eq!(state.end, Some(End::Success));
+    assert_eq!(local.cloud.asg_names().len(), 2);
+}
+
+#[test]
+fn a_halt_with_no_running_deploy_is_ignored() {
+    let release = release();
+    let local = world(&release);
+
+    local.halt(&release, "nothing to stop");
+    let handled = local.deliver_next().unwrap();
+
+    assert!(matches!(handled.result, Ok(Handled::Ignored { .. })), "{:?}", handled.result);
+}
+
+#[test]
+fn terminations_above_max_terms_halt_the_deploy() {
+    let mut release = release();
+    release.services.get_mut("worker").unwrap().autoscaling.max_terms = Some(0);
+    let local = world(&release);
+    local.cloud.set_fate("worker", Fate::TerminatesAfterMs(60_000));
+
+    local.submit(&release, &id(1));
+    let state = run_until_end(&local, &id(1));
+
+    assert!(failure(ErrorKind::Halt, Cleanliness::Clean)(&state.end));
+    let history = local.history(&id(1));
+    assert!(history
+        .iter()
+        .any(|r| matches!(&r.event, Event::TerminationsExceeded { service, terminating: 1, max_terms: 0 } if service == "worker")));
+    assert!(local.cloud.asg_names().is_empty());
+}
+
+#[test]
+fn a_canary_that_fails_on_its_first_instance_never_launches_the_rest() {
+    let release = release();
+    let local = world(&release);
+    local.cloud.set_fate("-web-", Fate::TerminatesAfterMs(60_000));
+
+    local.submit(&release, &id(1));
+    let state = run_until_end(&local, &id(1));
+
+    assert!(failure(ErrorKind::Halt, Cleanliness::Clean)(&state.end));
+    let web_capacities: Vec<u32> = local
+        .history(&id(1))
+        .iter()
+        .filter_map(|r| match &r.event {
+            Event::ServiceLaunched { service, desired, .. } | Event::CapacitySet { service, desired, .. } if service == "web" => {
+                Some(*desired)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(web_capacities, [1], "the canary alone was launched");
+    assert!(local.cloud.asg_names().is_empty());
+}
+
+#[test]
+fn a_cleanup_that_fails_permanently_ends_failure_dirty_and_still_unlocks() {
+    let release = release();
+    let local = world(&release);
+    local.cloud.set_fate("-web-", Fate::NeverHealthy);
+    local.cloud.fail(Op::Delete, CloudError::permanent("AccessDenied", "not allowed"), None);
+
+    local.submit(&release, &id(1));
+    let state = run_until_end(&local, &id(1));
+
+    assert!(failure(ErrorKind::Timeout, Cleanliness::Dirty)(&state.end));
+    let history = local.history(&id(1));
+    let abandoned = history.iter().filter(|r| matches!(r.event, Event::TeardownAbandoned { .. })).count();
+    assert_eq!(abandoned, 2, "both new ASGs were given up on, each after its bounded retries");
+    let delete_calls = local.cloud.calls().iter().filter(|c| c.starts_with("delete")).count();
+    assert_eq!(delete_calls, 2 * skald_engine::workflow::state::ATTEMPTS_MAX as usize);
+    assert!(local.store.locks().is_empty(), "a dirty deploy still gives the lock back");
+}
+
+#[test]
+fn a_permanent_launch_error_fails_clean_and_removes_the_services_already_launched() {
+    let release = release();
+    let local = world(&release);
+    local.cloud.fail(Op::Launch, CloudError::permanent("ValidationError", "bad instance type"), None);
+
+    local.submit(&release, &id(1));
+    let state = run_until_end(&local, &id(1));
+
+    assert!(failure(ErrorKind::Deploy, Cleanliness::Clean)(&state.end));
+    let Some(End::Failure { reason, .. }) = &state.end else { unreachable!() };
+    assert!(reason.contains("ValidationError: bad instance type"), "{reason}");
+    assert!(local.cloud.asg_names().is_empty());
+    assert!(local.store.locks().is_empty());
+}
+
+// ---- faults the runner must absorb --------------------------------------------------------------
+
+#[test]
+fn transient_cloud_errors_are_retried_with_backoff() {
+    let release = release();
+    let local = world(&release);
+    local.cloud.fail(Op::Observe, CloudError::transient("Throttling"), Some(3));
+
+    local.submit(&release, &id(1));
+    let state = run_until_end(&local, &id(1));
+
+    assert_eq!(state.end, Some(End::Success));
+    let failures: Vec<u32> = local
+        .history(&id(1))
+        .iter()
+        .filter_map(|r| match &r.event {
+            Event::CommandFailed { attempt, .. } => Some(*attempt),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failures, [1, 2, 3]);
+}
+
+#[test]
+fn a_crash_between_an_effect_and_its_record_is_resumed_without_leaking() {
+    let release = release();
+    let local = world(&release);
+    // Given appends 1-4 (request .. resources) and 5 (web's launch intent) land, and the 6th,
+    // the launch's outcome, is lost: the worker died after creating the ASG, before recording it.
+    local.store.inject(&[None, None, None, None, None, Some(AppendFault::Refuse)]);
+    local.submit(&release, &id(1));
+    let handled = local.deliver_next().unwrap();
+    assert!(matches!(handled.result, Err(RunError::Store(_))), "{:?}", handled.result);
+    let state = run_until_end(&local, &id(1));
+
+    assert_eq!(state.end, Some(End::Success));
+    let launches = local.cloud.calls().iter().filter(|c| c.starts_with("launch")).count();
+    assert_eq!(launches, 3, "web's launch ran twice (once lost) and worker's once");
+    let history = local.history(&id(1));
+    let intents = history.iter().filter(|r| matches!(&r.event, Event::CommandStarted { command } if command.name() == "launch")).count();
+    assert_eq!(intents, 2, "the resumed launch reused its recorded intent");
+    assert_eq!(local.cloud.asg_names().len(), 2, "no ASG leaked");
+}
+
+#[test]
+fn duplicate_wakes_do_not_duplicate_work() {
+    let release = release();
+    let local = world(&release);
+    local.submit(&release, &id(1));
+    run_until_event(&local, &id(1), "ServiceLaunched");
+
+    for _ in 0..5 {
+        local.queue.push(&Message::Wake { deploy: id(1), seq: 1 }, 0);
+    }
+    let state = run_until_end(&local, &id(1));
+
+    assert_eq!(state.end, Some(End::Success));
+    let launches = local.cloud.calls().iter().filter(|c| c.starts_with("launch")).count();
+    assert_eq!(launches, 2);
+    skald_engine::codec::verify_chain(&local.store.history(&id(1))).unwrap();
+}
+
+#[test]
+fn the_lock_names_the_running_deploy() {
+    let release = release();
+    let local = world(&release);
+    local.submit(&release, &id(1));
+    run_until_event(&local, &id(1), "LockAcquired");
+
+    assert_eq!(local.store.lock_item(&lock_key()).unwrap().owner, id(1));
+}
