@@ -98,7 +98,7 @@ impl fmt::Display for Command {
         match self {
             Command::AcquireLock { project, config, .. } => write!(f, "lock {project} {config}"),
             Command::ResolveResources { .. } => write!(f, "resolve resources"),
-            Command::Launch { spec } => write!(f, "launch {} ({} instances)", spec.asg_name, spec.desired_capacity),
+            Command::Launch { spec } => write!(f, "launch {} ({})", spec.asg_name, instances(spec.desired_capacity)),
             Command::SetCapacity { asg, min_size, desired, .. } => write!(f, "resize {asg} to min {min_size}, desired {desired}"),
             Command::ObserveHealth { targets } => write!(f, "check health of {} services", targets.len()),
             Command::Detach { asg, .. } => write!(f, "detach {asg}"),
@@ -106,6 +106,15 @@ impl fmt::Display for Command {
             Command::Delete { asg, .. } => write!(f, "delete {asg}"),
             Command::ReleaseLock { project, config } => write!(f, "unlock {project} {config}"),
         }
+    }
+}
+
+/// "1 instance", "3 instances".
+pub fn instances(n: u32) -> String {
+    if n == 1 {
+        "1 instance".to_string()
+    } else {
+        format!("{n} instances")
     }
 }
 

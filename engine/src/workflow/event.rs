@@ -4,7 +4,7 @@
 //! a type's body bumps its version and adds an upcast from the old one, so every recorded history
 //! keeps folding. Names are in the past tense: they say what happened, not what to do.
 
-use super::command::{CloudError, Command};
+use super::command::{instances, CloudError, Command};
 use super::health::HealthCounts;
 use super::release::Release;
 use super::resources::Resolved;
@@ -232,7 +232,7 @@ impl fmt::Display for Event {
             }
             Event::CommandStarted { command } => write!(f, "started: {command}"),
             Event::CommandFailed { command, error, attempt } => write!(f, "{command} failed (attempt {attempt}): {error}"),
-            Event::ServiceLaunched { service, asg, desired } => write!(f, "{service}: launched {asg} with {desired} instances"),
+            Event::ServiceLaunched { service, asg, desired } => write!(f, "{service}: launched {asg} with {}", instances(*desired)),
             Event::CapacitySet { service, min_size, desired, .. } => write!(f, "{service}: capacity now min {min_size}, desired {desired}"),
             Event::HealthObserved { services } => {
                 let parts: Vec<String> = services
@@ -251,7 +251,7 @@ impl fmt::Display for Event {
             }
             Event::TimedOut { timeout_secs } => write!(f, "not healthy within {timeout_secs} s"),
             Event::TerminationsExceeded { service, terminating, max_terms } => {
-                write!(f, "{service}: {terminating} instances terminating, more than max_terms {max_terms}")
+                write!(f, "{service}: {} terminating, more than max_terms {max_terms}", instances(*terminating))
             }
             Event::Detached { asg } => write!(f, "detached {asg} from its load balancers"),
             Event::DetachConfirmed { asg, waited_ms, expired } => {

@@ -287,7 +287,7 @@ fn apply(state: &mut State, event: &Event, at: Timestamp) {
         }
         Event::TimedOut { timeout_secs } => fail(state, ErrorKind::Timeout, format!("services were not healthy within {timeout_secs} s")),
         Event::TerminationsExceeded { service, terminating, max_terms } => {
-            let reason = format!("{service}: {terminating} instances terminating, more than max_terms {max_terms}");
+            let reason = format!("{service}: {} terminating, more than max_terms {max_terms}", super::command::instances(*terminating));
             fail(state, ErrorKind::Halt, reason);
         }
         Event::Detached { asg } => {

@@ -1,0 +1,214 @@
+//! Resource checks: which cloud resources a release may use. Given what the cloud reported, when
+//! the release is checked, then it resolves, or each problem names the field and the reason.
+
+use skald_engine::codec::parse_release;
+use skald_engine::workflow::resources::{check, ExistingAsg, Found, FoundProfile, Lookup, Query, Tags};
+use skald_engine::workflow::Release;
+use std::collections::BTreeMap;
+
+const RELEASE_ID: &str = "01JRESOURCES0000000000001";
+
+fn release() -> Release {
+    parse_release(
+        r#"{
+        "project_name": "acme/shop", "config_name": "prod",
+        "subnets": ["private-a", "subnet-0b"], "ami": "base",
+        "lifecycle": { "drain": { "transition": "autoscaling:EC2_INSTANCE_TERMINATING", "role": "hooks", "sns": "hooks" } },
+        "services": {
+            "web": { "instance_type": "t3.micro", "security_groups": ["shop-web"], "elbs": ["shop-elb"], "target_groups": ["shop-tg"], "profile": "shop-web" },
+            "worker": { "instance_type": "t3.micro", "security_groups": ["shop-web"] }
+        }
+    }"#,
+    )
+    .unwrap()
+}
+
+fn tags(pairs: &[(&str, &str)]) -> Tags {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+fn found(id: &str, pairs: &[(&str, &str)]) -> Found {
+    Found { id: id.into(), tags: tags(pairs) }
+}
+
+fn scoped(service: &str) -> Vec<(&'static str, String)> {
+    vec![("ProjectName", "acme/shop".into()), ("ConfigName", "prod".into()), ("ServiceName", service.into())]
+}
+
+fn scoped_found(id: &str, service: &str) -> Found {
+    Found { id: id.into(), tags: scoped(service).into_iter().map(|(k, v)| (k.to_string(), v)).collect() }
+}
+
+/// Everything the release names, found and correctly opted in.
+fn lookup() -> Lookup {
+    let opted_in = [("DeployWith", "skald")];
+    Lookup {
+        account_id: "123456789012".into(),
+        region: "eu-west-1".into(),
+        amis: vec![found("ami-01", &opted_in)],
+        subnets: BTreeMap::from([
+            ("private-a".into(), vec![found("subnet-0a", &opted_in)]),
+            ("subnet-0b".into(), vec![found("subnet-0b", &opted_in)]),
+        ]),
+        security_groups: BTreeMap::from([("shop-web".into(), vec![scoped_found("sg-01", "_all")])]),
+        elbs: BTreeMap::from([("shop-elb".into(), scoped_found("shop-elb", "web"))]),
+        target_groups: BTreeMap::from([("shop-tg".into(), scoped_found("arn:tg/shop-tg", "web"))]),
+        instance_profiles: BTreeMap::from([(
+            "shop-web".into(),
+            FoundProfile {
+                arn: "arn:aws:iam::123456789012:instance-profile/skald/acme/shop/prod/web/shop-web".into(),
+                path: "/skald/acme/shop/prod/web/".into(),
+            },
+        )]),
+        roles: BTreeMap::from([("hooks".into(), "arn:aws:iam::123456789012:role/hooks".into())]),
+        topics: BTreeMap::from([("hooks".into(), "arn:aws:sns:eu-west-1:123456789012:hooks".into())]),
+        asgs: vec![],
+    }
+}
+
+fn problems(lookup: &Lookup) -> Vec<String> {
+    check(&release(), RELEASE_ID, lookup).unwrap_err().iter().map(ToString::to_string).collect()
+}
+
+fn asg(name: &str, service: &str, release_id: &str, desired: u32) -> ExistingAsg {
+    let mut tags = tags(&[("ProjectName", "acme/shop"), ("ConfigName", "prod"), ("ServiceName", service), ("ReleaseId", release_id)]);
+    tags.insert("ManagedBy".into(), "skald".into());
+    ExistingAsg {
+        name: name.into(),
+        desired_capacity: desired,
+        tags,
+        launch_template: Some(name.into()),
+        elbs: vec![],
+        target_groups: vec![],
+    }
+}
+
+#[test]
+fn the_query_names_each_resource_once() {
+    let query = Query::for_release(&release());
+    assert_eq!(query.security_groups.len(), 1, "shared by web and worker, looked up once");
+    assert_eq!(query.subnets, ["private-a", "subnet-0b"]);
+    assert_eq!(query.roles.len() + query.topics.len(), 2);
+}
+
+#[test]
+fn opted_in_resources_resolve_to_their_ids() {
+    let resolved = check(&release(), RELEASE_ID, &lookup()).unwrap();
+    assert_eq!(resolved.ami_id, "ami-01");
+    assert_eq!(resolved.subnet_ids, ["subnet-0a", "subnet-0b"]);
+    let web = &resolved.services["web"];
+    assert_eq!(web.security_group_ids, ["sg-01"]);
+    assert_eq!(web.load_balancers(), ["shop-elb", "arn:tg/shop-tg"]);
+    assert!(web.instance_profile_arn.as_deref().unwrap().ends_with("/skald/acme/shop/prod/web/shop-web"));
+    assert_eq!(resolved.lifecycle_hooks[0].role_arn.as_deref(), Some("arn:aws:iam::123456789012:role/hooks"));
+    assert!(web.previous.is_none());
+}
+
+#[test]
+fn an_ami_must_exist_once_and_opt_in() {
+    let mut l = lookup();
+    l.amis.clear();
+    assert_eq!(problems(&l), ["ami: no AMI `base` found"]);
+    l.amis = vec![found("ami-01", &[("DeployWith", "skald")]), found("ami-02", &[("DeployWith", "skald")])];
+    assert_eq!(problems(&l), ["ami: 2 AMIs match `base`; it must name exactly one"]);
+    l.amis = vec![found("ami-01", &[("DeployWith", "odin")])];
+    assert_eq!(problems(&l), ["ami: AMI `base` (ami-01) is not tagged DeployWith=skald"]);
+}
+
+#[test]
+fn every_subnet_must_be_found_and_opt_in() {
+    let mut l = lookup();
+    l.subnets.insert("subnet-0b".into(), vec![found("subnet-0b", &[])]);
+    l.subnets.remove("private-a");
+    assert_eq!(
+        problems(&l),
+        ["subnets[0]: no subnet `private-a` found", "subnets[1]: subnet `subnet-0b` (subnet-0b) is not tagged DeployWith=skald"]
+    );
+}
+
+#[test]
+fn a_security_group_of_another_project_is_refused_naming_the_tag() {
+    let mut l = lookup();
+    let mut sg = scoped_found("sg-01", "_all");
+    sg.tags.insert("ProjectName".into(), "acme/other".into());
+    l.security_groups.insert("shop-web".into(), vec![sg]);
+    assert_eq!(
+        problems(&l),
+        [
+            "services.web.security_groups[0]: security group `shop-web` is not tagged ProjectName=acme/shop (or `_all`)",
+            "services.worker.security_groups[0]: security group `shop-web` is not tagged ProjectName=acme/shop (or `_all`)"
+        ]
+    );
+}
+
+#[test]
+fn a_load_balancer_must_be_tagged_for_the_service_or_all() {
+    let mut l = lookup();
+    l.elbs.insert("shop-elb".into(), scoped_found("shop-elb", "worker"));
+    l.target_groups.insert(
+        "shop-tg".into(),
+        Found { id: "arn:tg/shop-tg".into(), tags: tags(&[("ProjectName", "_all"), ("ConfigName", "_all"), ("ServiceName", "_all")]) },
+    );
+    assert_eq!(problems(&l), ["services.web.elbs[0]: classic ELB `shop-elb` is not tagged ServiceName=web (or `_all`)"]);
+
+    l.elbs.remove("shop-elb");
+    l.target_groups.insert("shop-tg".into(), found("arn:tg/shop-tg", &[]));
+    assert_eq!(
+        problems(&l),
+        [
+            "services.web.elbs[0]: no classic ELB `shop-elb` found",
+            "services.web.target_groups[0]: target group `shop-tg` is not tagged ProjectName=acme/shop, ConfigName=prod, ServiceName=web (or `_all`)"
+        ]
+    );
+}
+
+#[test]
+fn an_instance_profile_path_may_use_all_from_the_right_only() {
+    let with_path = |path: &str| {
+        let mut l = lookup();
+        l.instance_profiles.insert("shop-web".into(), FoundProfile { arn: "arn:profile".into(), path: path.into() });
+        check(&release(), RELEASE_ID, &l).map(|_| ()).map_err(|p| p[0].to_string())
+    };
+    for ok in ["/skald/acme/shop/prod/web/", "/skald/acme/shop/prod/_all/", "/skald/acme/shop/_all/_all/", "/skald/_all/_all/_all/"] {
+        assert_eq!(with_path(ok), Ok(()), "{ok}");
+    }
+    for bad in ["/skald/acme/shop/_all/web/", "/skald/acme/shop/prod/worker/", "/", "/odin/acme/shop/prod/web/"] {
+        let error = with_path(bad).unwrap_err();
+        assert!(
+            error.starts_with(&format!("services.web.profile: instance profile `shop-web` has path `{bad}`; it must be one of")),
+            "{error}"
+        );
+    }
+    let mut l = lookup();
+    l.instance_profiles.clear();
+    assert_eq!(problems(&l), ["services.web.profile: no instance profile `shop-web` found"]);
+}
+
+#[test]
+fn lifecycle_roles_and_topics_must_exist() {
+    let mut l = lookup();
+    l.roles.clear();
+    l.topics.clear();
+    assert_eq!(problems(&l), ["lifecycle.drain.role: no IAM role `hooks` found", "lifecycle.drain.sns: no SNS topic `hooks` found"]);
+}
+
+#[test]
+fn the_live_asg_of_each_service_is_the_one_replaced_and_sets_its_capacity() {
+    let mut l = lookup();
+    l.asgs = vec![asg("web-old", "web", "01JOLD", 3), asg("cron-old", "cron", "01JOLD", 1)];
+    let resolved = check(&release(), RELEASE_ID, &l).unwrap();
+    assert_eq!(resolved.services["web"].previous.as_ref().unwrap().name, "web-old");
+    assert_eq!(resolved.services["web"].capacity.desired, 1, "min 1 max 1 caps the previous 3");
+    assert!(resolved.services["worker"].previous.is_none());
+    assert_eq!(resolved.dropped.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), ["cron-old"], "a service the release drops goes");
+}
+
+#[test]
+fn two_live_asgs_for_one_service_or_one_with_this_release_id_are_refused() {
+    let mut l = lookup();
+    l.asgs = vec![asg("web-a", "web", "01JA", 1), asg("web-b", "web", "01JB", 1)];
+    assert_eq!(problems(&l), ["services.web: two live ASGs serve it (`web-a` and `web-b`); remove one by hand first"]);
+
+    l.asgs = vec![asg("web-a", "web", RELEASE_ID, 1)];
+    assert_eq!(problems(&l), [format!("release_id: ASG `web-a` already carries release id {RELEASE_ID}")]);
+}
