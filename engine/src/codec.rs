@@ -5,6 +5,7 @@
 //! changing, removing or reordering any event breaks every hash after it.
 
 use crate::workflow::event::{Event, Recorded};
+use crate::workflow::state::{check_shape, evolve, State};
 use crate::workflow::validate::Problem;
 use crate::workflow::{Release, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -102,6 +103,21 @@ pub fn decode(stored: &StoredEvent) -> Result<Recorded, DecodeError> {
         return Err(error(format!("{} has schema version {}; this skald reads version {}", stored.kind, stored.v, event.version())));
     }
     Ok(Recorded { seq: stored.seq, at: stored.at, event })
+}
+
+/// Reads a stored history whole: the chain verified, every event decoded, the shape checked, the
+/// state folded. Any failure names the seq; nothing is skipped.
+pub fn read_history(stored: &[StoredEvent]) -> Result<(Vec<Recorded>, State), String> {
+    verify_chain(stored).map_err(|e| e.to_string())?;
+    let mut state = State::default();
+    let mut recorded = Vec::with_capacity(stored.len());
+    for event in stored {
+        let event = decode(event).map_err(|e| e.to_string())?;
+        check_shape(&state, &event).map_err(|e| e.to_string())?;
+        state = evolve(state, &event);
+        recorded.push(event);
+    }
+    Ok((recorded, state))
 }
 
 /// Where a hash chain breaks.

@@ -281,14 +281,7 @@ impl<S: EventStore, Q: Queue, C: Cloud, K: Clock> Runner<S, Q, C, K> {
 
     async fn load(&self, deploy: &str) -> Result<Loaded, RunError> {
         let stored = self.store.load(deploy).await?;
-        let corrupt = |message: String| RunError::Corrupt { deploy: deploy.to_string(), message };
-        codec::verify_chain(&stored).map_err(|e| corrupt(e.to_string()))?;
-        let mut state = State::default();
-        for event in &stored {
-            let recorded = codec::decode(event).map_err(|e| corrupt(e.to_string()))?;
-            crate::workflow::state::check_shape(&state, &recorded).map_err(|e| corrupt(e.to_string()))?;
-            state = evolve(state, &recorded);
-        }
+        let (_, state) = codec::read_history(&stored).map_err(|message| RunError::Corrupt { deploy: deploy.to_string(), message })?;
         let last_hash = stored.last().map(|e| e.hash.clone()).unwrap_or_default();
         Ok(Loaded { deploy: deploy.to_string(), state, last_hash })
     }

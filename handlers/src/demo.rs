@@ -3,7 +3,7 @@
 //! Virtual time: a deploy that takes minutes in the cloud takes milliseconds here. The first
 //! release creates the services; the second replaces them, and the first release's ASGs go.
 
-use crate::timeline;
+use crate::timeline::{self, Printer};
 use crate::ulid;
 use skald_engine::adapters::local::{example_release, provision_example, Local};
 use skald_engine::adapters::sim::Timings;
@@ -71,18 +71,14 @@ fn deploy(local: &Local, out: &mut dyn Write, release: &Release, release_id: &st
     writeln!(out, "\n== {title}\n   release {release_id}")?;
     let start = local.now();
     local.submit(release, release_id);
-    let mut printed = 0;
+    let mut printer = Printer::new(start);
     for _ in 0..MESSAGES_PER_DEPLOY_MAX {
         let Some(handling) = local.deliver_next() else { break };
         if let Err(error) = &handling.result {
             let retry = if matches!(error, RunError::Rejected(_)) { "dropped" } else { "will retry" };
             writeln!(out, "  {:>9}  worker error ({retry}): {error}", timeline::elapsed(start, handling.at))?;
         }
-        let history = local.history(release_id);
-        for recorded in &history[printed..] {
-            writeln!(out, "{}", timeline::line(start, recorded))?;
-        }
-        printed = history.len();
+        printer.print_new(out, &local.history(release_id))?;
         if let Some(end) = local.state(release_id).end {
             writeln!(out, "   => {} after {} (virtual)", end.name(), timeline::elapsed(start, local.now()))?;
             return Ok(Some(end));

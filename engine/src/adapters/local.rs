@@ -93,11 +93,15 @@ impl Local {
 
     /// The decoded history of a deploy.
     pub fn history(&self, deploy: &str) -> Vec<Recorded> {
-        self.store.history(deploy).iter().map(|e| codec::decode(e).expect("the local store holds only events skald wrote")).collect()
+        self.read(deploy).0
     }
 
     pub fn state(&self, deploy: &str) -> State {
-        crate::workflow::fold(&self.history(deploy)).expect("the local store holds only well-formed histories")
+        self.read(deploy).1
+    }
+
+    fn read(&self, deploy: &str) -> (Vec<Recorded>, State) {
+        codec::read_history(&self.store.history(deploy)).expect("the local store holds only histories skald wrote")
     }
 }
 
