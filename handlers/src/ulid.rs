@@ -9,6 +9,16 @@ pub fn encode(ms: u64, entropy: u128) -> String {
     (0..26).rev().map(|i| ALPHABET[((value >> (i * 5)) & 0x1F) as usize] as char).collect()
 }
 
+/// A new ULID from the wall clock and 80 bits from the operating system's randomness.
+pub fn generate() -> std::io::Result<String> {
+    use std::io::Read;
+    let mut entropy = [0u8; 10];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut entropy)?;
+    let entropy = entropy.iter().fold(0u128, |acc, b| (acc << 8) | u128::from(*b));
+    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    Ok(encode(ms, entropy))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
