@@ -108,8 +108,14 @@ pub fn decode(stored: &StoredEvent) -> Result<Recorded, DecodeError> {
 /// Reads a stored history whole: the chain verified, every event decoded, the shape checked, the
 /// state folded. Any failure names the seq; nothing is skipped.
 pub fn read_history(stored: &[StoredEvent]) -> Result<(Vec<Recorded>, State), String> {
-    verify_chain(stored).map_err(|e| e.to_string())?;
-    let mut state = State::default();
+    read_after(State::default(), "", stored)
+}
+
+/// Reads the events that follow `state` (whose last event's hash is `previous_hash`), as
+/// [`read_history`] does from the start.
+pub fn read_after(state: State, previous_hash: &str, stored: &[StoredEvent]) -> Result<(Vec<Recorded>, State), String> {
+    verify_chain_from(previous_hash, stored).map_err(|e| e.to_string())?;
+    let mut state = state;
     let mut recorded = Vec::with_capacity(stored.len());
     for event in stored {
         let event = decode(event).map_err(|e| e.to_string())?;
@@ -118,6 +124,35 @@ pub fn read_history(stored: &[StoredEvent]) -> Result<(Vec<Recorded>, State), St
         recorded.push(event);
     }
     Ok((recorded, state))
+}
+
+/// The folded state of a deploy after `seq`, stored so that a step reads the snapshot and the few
+/// events after it instead of the whole history. A cache, never a source of truth: a snapshot that
+/// doesn't decode (an older skald wrote it) is ignored and the history is folded from the start.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub seq: u64,
+    /// The hash of event `seq`: the next event chains to it.
+    pub hash: String,
+    /// `SNAPSHOT_SCHEMA` of the skald that wrote it.
+    pub schema: u32,
+    pub state: Value,
+}
+
+/// Bumped whenever `State`'s shape changes, so old snapshots are ignored rather than misread.
+pub const SNAPSHOT_SCHEMA: u32 = 1;
+
+impl Snapshot {
+    pub fn of(state: &State, hash: &str) -> Snapshot {
+        let state_json = serde_json::to_value(state).expect("state always serialises");
+        Snapshot { seq: state.seq, hash: hash.to_string(), schema: SNAPSHOT_SCHEMA, state: state_json }
+    }
+
+    /// The state, if this skald can read it.
+    pub fn state(&self) -> Option<State> {
+        let state: State = (self.schema == SNAPSHOT_SCHEMA).then(|| serde_json::from_value(self.state.clone()).ok()).flatten()?;
+        (state.seq == self.seq).then_some(state)
+    }
 }
 
 /// Where a hash chain breaks.
@@ -142,8 +177,13 @@ impl std::error::Error for ChainError {}
 
 /// Checks every link of the chain, from the first event.
 pub fn verify_chain(history: &[StoredEvent]) -> Result<(), ChainError> {
-    let mut previous = "";
-    for stored in history {
+    verify_chain_from("", history)
+}
+
+/// Checks the links of `events`, the first of which follows an event whose hash is `previous`.
+pub fn verify_chain_from(previous: &str, events: &[StoredEvent]) -> Result<(), ChainError> {
+    let mut previous = previous;
+    for stored in events {
         let expected = chain_hash(previous, stored);
         if expected != stored.hash {
             return Err(ChainError { seq: stored.seq, expected, found: stored.hash.clone() });

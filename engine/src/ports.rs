@@ -4,7 +4,7 @@
 //! futures are `Send` so a multi-threaded runtime (Lambda's) can drive them; the in-memory
 //! adapters complete at once and can be driven without any runtime.
 
-use crate::codec::StoredEvent;
+use crate::codec::{Snapshot, StoredEvent};
 use crate::message::Message;
 use crate::workflow::command::HealthTarget;
 use crate::workflow::health::ServiceReport;
@@ -48,6 +48,15 @@ pub struct Append {
     pub lock: Option<LockOp>,
     /// Written with a deploy's first event.
     pub index: Option<IndexEntry>,
+    /// The state after these events, stored with them now and then so steps read little.
+    pub snapshot: Option<Snapshot>,
+}
+
+/// What a step reads: the latest snapshot, if any, and every event after it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Tail {
+    pub snapshot: Option<Snapshot>,
+    pub events: Vec<StoredEvent>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,6 +96,10 @@ impl fmt::Display for AppendError {
 pub trait EventStore {
     /// Every event of a deploy, in seq order (empty for an unknown deploy).
     fn load(&self, deploy: &str) -> impl Future<Output = Result<Vec<StoredEvent>, StoreError>> + Send;
+
+    /// The latest snapshot of a deploy and the events after it: what one step needs, at a cost
+    /// that does not grow with the history.
+    fn load_tail(&self, deploy: &str) -> impl Future<Output = Result<Tail, StoreError>> + Send;
 
     fn append(&self, append: Append) -> impl Future<Output = Result<(), AppendError>> + Send;
 

@@ -5,7 +5,7 @@
 //! then send a delayed wake. The runner keeps no state between messages; everything it knows
 //! it reads from the event log, so any worker can pick up any deploy at any point.
 
-use crate::codec::{self, StoredEvent};
+use crate::codec::{self, Snapshot, StoredEvent};
 use crate::message::Message;
 use crate::ports::{Append, AppendError, Clock, Cloud, EventStore, IndexEntry, LockKey, LockOp, Queue, QueueError, StoreError};
 use crate::workflow::command::{Command, Outcome};
@@ -16,6 +16,8 @@ use std::fmt;
 /// Bounds the work one message may do, so one invocation always ends; a deploy with more to do
 /// sends itself an immediate wake and carries on in the next.
 pub const ACTIONS_PER_MESSAGE_MAX: usize = 64;
+/// How often the runner stores a snapshot of a deploy's state, in events.
+pub const SNAPSHOT_EVERY_EVENTS: u64 = 50;
 /// How many recent deploys of a project-config a halt looks through for the running one.
 const HALT_SEARCH_DEPLOYS_MAX: usize = 10;
 
@@ -149,7 +151,11 @@ impl<S: EventStore, Q: Queue, C: Cloud, K: Clock> Runner<S, Q, C, K> {
         };
         let first = codec::encode(&Recorded { seq: 1, at: self.clock.now(), event }, "");
         let index = IndexEntry { key, deploy: deploy.clone(), created_at };
-        match self.store.append(Append { deploy: deploy.clone(), events: vec![first], lock: None, index: Some(index) }).await {
+        match self
+            .store
+            .append(Append { deploy: deploy.clone(), events: vec![first], lock: None, index: Some(index), snapshot: None })
+            .await
+        {
             Ok(()) => Ok(deploy),
             Err(AppendError::Conflict { .. }) => {
                 let existing = self.load(&deploy).await?;
@@ -279,8 +285,17 @@ impl<S: EventStore, Q: Queue, C: Cloud, K: Clock> Runner<S, Q, C, K> {
         Ok(Handled::Waiting { deploy: loaded.deploy.clone(), until })
     }
 
+    /// Reads the deploy from its latest snapshot when there is a usable one, else from the start.
     async fn load(&self, deploy: &str) -> Result<Loaded, RunError> {
-        let stored = self.store.load(deploy).await?;
+        let tail = self.store.load_tail(deploy).await?;
+        let from_snapshot = tail.snapshot.as_ref().and_then(|snapshot| Some((snapshot.state()?, snapshot.hash.clone())));
+        if let Some((state, hash)) = from_snapshot {
+            let (_, state) = codec::read_after(state, &hash, &tail.events)
+                .map_err(|message| RunError::Corrupt { deploy: deploy.to_string(), message })?;
+            let last_hash = tail.events.last().map_or(hash, |e| e.hash.clone());
+            return Ok(Loaded { deploy: deploy.to_string(), state, last_hash });
+        }
+        let stored = if tail.snapshot.is_none() { tail.events } else { self.store.load(deploy).await? };
         let (_, state) = codec::read_history(&stored).map_err(|message| RunError::Corrupt { deploy: deploy.to_string(), message })?;
         let last_hash = stored.last().map(|e| e.hash.clone()).unwrap_or_default();
         Ok(Loaded { deploy: deploy.to_string(), state, last_hash })
@@ -305,11 +320,17 @@ impl<S: EventStore, Q: Queue, C: Cloud, K: Clock> Runner<S, Q, C, K> {
                 encoded
             })
             .collect();
-        self.store.append(Append { deploy: loaded.deploy.clone(), events: stored, lock, index: None }).await?;
-        loaded.last_hash = previous;
+        let mut next = loaded.state.clone();
         for r in &recorded {
-            loaded.state = evolve(std::mem::take(&mut loaded.state), r);
+            next = evolve(next, r);
         }
+        // A snapshot each time the history crosses a multiple of SNAPSHOT_EVERY_EVENTS keeps
+        // every step's read to one snapshot and fewer than that many events.
+        let crossed = loaded.state.seq / SNAPSHOT_EVERY_EVENTS != next.seq / SNAPSHOT_EVERY_EVENTS;
+        let snapshot = crossed.then(|| Snapshot::of(&next, &previous));
+        self.store.append(Append { deploy: loaded.deploy.clone(), events: stored, lock, index: None, snapshot }).await?;
+        loaded.last_hash = previous;
+        loaded.state = next;
         Ok(())
     }
 }

@@ -478,3 +478,28 @@ fn the_lock_names_the_running_deploy() {
 
     assert_eq!(local.store.lock_item(&lock_key()).unwrap().owner, id(1));
 }
+
+#[test]
+fn a_long_history_is_read_from_its_latest_snapshot() {
+    // Given a worker that never becomes healthy and web instances that flap, so health changes
+    // at every check of a long deploy
+    let mut release = release();
+    release.timeout = Some(1_799);
+    let local = world(&release);
+    local.cloud.set_fate("-web-", Fate::Flapping(15_000));
+    local.cloud.set_fate("-worker-", Fate::NeverHealthy);
+
+    local.submit(&release, &id(1));
+    let state = run_until_end(&local, &id(1));
+
+    // Then the history is long, yet no step read more than a snapshot and its window of events
+    assert!(failure(ErrorKind::Timeout, Cleanliness::Clean)(&state.end));
+    let length = local.history(&id(1)).len() as u64;
+    assert!(
+        length > 2 * skald_engine::runner::SNAPSHOT_EVERY_EVENTS,
+        "history of {length} events: {:#?}",
+        local.history(&id(1)).iter().map(|r| format!("{} {}", r.at, r.event)).collect::<Vec<_>>()
+    );
+    let stats = local.store.stats();
+    assert!(stats.events_read_max <= skald_engine::runner::SNAPSHOT_EVERY_EVENTS + 1, "{stats:?}");
+}

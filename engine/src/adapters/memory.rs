@@ -2,9 +2,9 @@
 //! conditional appends per seq, lock items written atomically with their events, delayed
 //! delivery, visibility timeouts and redelivery of messages that were not deleted.
 
-use crate::codec::StoredEvent;
+use crate::codec::{Snapshot, StoredEvent};
 use crate::message::Message;
-use crate::ports::{Append, AppendError, Clock, EventStore, IndexEntry, LockKey, LockOp, Queue, QueueError, StoreError};
+use crate::ports::{Append, AppendError, Clock, EventStore, IndexEntry, LockKey, LockOp, Queue, QueueError, StoreError, Tail};
 use crate::workflow::Timestamp;
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -64,6 +64,7 @@ pub struct LockItem {
 #[derive(Debug, Default)]
 struct Tables {
     events: BTreeMap<String, Vec<StoredEvent>>,
+    snapshots: BTreeMap<String, Vec<Snapshot>>,
     locks: BTreeMap<LockKey, LockItem>,
     index: BTreeMap<LockKey, Vec<IndexEntry>>,
 }
@@ -72,6 +73,10 @@ struct Tables {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StoreStats {
     pub loads: u64,
+    /// Events (and snapshots) returned by loads: a real table's read cost.
+    pub events_read: u64,
+    /// The most any one load returned.
+    pub events_read_max: u64,
     pub appends: u64,
     pub events_written: u64,
     pub conflicts: u64,
@@ -123,6 +128,13 @@ impl MemoryStore {
         *self.stats.lock().unwrap()
     }
 
+    fn count_load(&self, items: usize) {
+        let mut stats = self.stats.lock().unwrap();
+        stats.loads += 1;
+        stats.events_read += items as u64;
+        stats.events_read_max = stats.events_read_max.max(items as u64);
+    }
+
     /// Overwrites a stored event in place: what an attacker with table access could do.
     /// Only tests use it; the store's own API never changes an event.
     pub fn tamper(&self, deploy: &str, seq: u64, change: impl FnOnce(&mut StoredEvent)) {
@@ -160,9 +172,21 @@ impl MemoryStore {
 
 impl EventStore for MemoryStore {
     fn load(&self, deploy: &str) -> impl Future<Output = Result<Vec<StoredEvent>, StoreError>> + Send {
-        self.stats.lock().unwrap().loads += 1;
         let history = self.history(deploy);
+        self.count_load(history.len());
         async move { Ok(history) }
+    }
+
+    fn load_tail(&self, deploy: &str) -> impl Future<Output = Result<Tail, StoreError>> + Send {
+        let tail = {
+            let tables = self.tables.lock().unwrap();
+            let snapshot = tables.snapshots.get(deploy).and_then(|s| s.last()).cloned();
+            let after = snapshot.as_ref().map_or(0, |s| s.seq);
+            let events = tables.events.get(deploy).map(|h| h.iter().filter(|e| e.seq > after).cloned().collect()).unwrap_or_default();
+            Tail { snapshot, events }
+        };
+        self.count_load(tail.events.len() + usize::from(tail.snapshot.is_some()));
+        async move { Ok(tail) }
     }
 
     fn append(&self, append: Append) -> impl Future<Output = Result<(), AppendError>> + Send {
@@ -182,6 +206,9 @@ impl EventStore for MemoryStore {
                         tables.locks.remove(key);
                     }
                     None => {}
+                }
+                if let Some(snapshot) = &append.snapshot {
+                    tables.snapshots.entry(append.deploy.clone()).or_default().push(snapshot.clone());
                 }
                 if let Some(entry) = &append.index {
                     tables.index.entry(entry.key.clone()).or_default().push(entry.clone());
@@ -300,6 +327,10 @@ impl<T: Queue> Queue for Arc<T> {
 impl<T: EventStore + Sync> EventStore for Arc<T> {
     fn load(&self, deploy: &str) -> impl Future<Output = Result<Vec<StoredEvent>, StoreError>> + Send {
         (**self).load(deploy)
+    }
+
+    fn load_tail(&self, deploy: &str) -> impl Future<Output = Result<Tail, StoreError>> + Send {
+        (**self).load_tail(deploy)
     }
 
     fn append(&self, append: Append) -> impl Future<Output = Result<(), AppendError>> + Send {

@@ -24,6 +24,8 @@ pub enum Fate {
     NeverHealthy,
     /// Boots, then starts terminating this long after launch.
     TerminatesAfterMs(u64),
+    /// Boots, then passes and fails its load balancer checks by turns, each turn this long.
+    Flapping(u64),
 }
 
 /// The cloud operations faults can be injected into.
@@ -324,17 +326,21 @@ impl World {
                 (false, true) => "InService",
                 (false, false) => "Pending",
             };
-            let ec2_healthy =
-                !(instance.fate == Fate::NeverHealthy && target.elbs.is_empty() && target.target_groups.is_empty() && in_service);
+            let ready_at = timings.boot_ms + timings.lb_healthy_ms;
+            let checks_pass = match instance.fate {
+                Fate::Healthy | Fate::TerminatesAfterMs(_) => true,
+                Fate::NeverHealthy => false,
+                Fate::Flapping(turn_ms) => age < ready_at || (age - ready_at) / turn_ms.max(1) % 2 == 0,
+            };
+            // Without load balancers, failing checks show in the ASG's own health status.
+            let no_load_balancers = target.elbs.is_empty() && target.target_groups.is_empty();
+            let ec2_healthy = !(no_load_balancers && in_service && !checks_pass);
             report.instances.push(InstanceReport {
                 instance_id: instance.id.clone(),
                 lifecycle_state: lifecycle_state.into(),
                 health_status: if ec2_healthy { "Healthy" } else { "Unhealthy" }.into(),
             });
-            let lb_healthy = !terminating
-                && instance.fate != Fate::NeverHealthy
-                && age >= timings.boot_ms + timings.lb_healthy_ms
-                && asg.detached_at.is_none();
+            let lb_healthy = !terminating && checks_pass && age >= ready_at && asg.detached_at.is_none();
             for lb in target.elbs.iter().chain(&target.target_groups) {
                 let members = report.load_balancers.entry(lb.clone()).or_default();
                 if lb_healthy && (asg.elbs.contains(lb) || asg.target_groups.contains(lb)) {

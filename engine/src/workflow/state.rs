@@ -14,14 +14,14 @@ use super::release::Release;
 use super::resources::{ExistingAsg, Resolved, ResolvedService};
 use super::time::Timestamp;
 use super::validate::Problem;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 
 /// Attempts at one step before skald gives up on it.
 pub const ATTEMPTS_MAX: u32 = 5;
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct State {
     /// The seq of the last event folded; 0 for an empty history.
     pub seq: u64,
@@ -47,7 +47,7 @@ pub struct State {
     pub end: Option<End>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Request {
     pub release_id: String,
     pub created_at: Timestamp,
@@ -59,7 +59,7 @@ pub struct Request {
     pub requested_at: Timestamp,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Lock {
     #[default]
     Untried,
@@ -71,20 +71,20 @@ pub enum Lock {
 }
 
 /// Consecutive failures of the step the deploy is on.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Retry {
     pub attempts: u32,
     pub last_failure_at: Timestamp,
     pub last_error: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Failure {
     pub error: ErrorKind,
     pub reason: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceProgress {
     pub asg: String,
     pub plan: CapacityPlan,
@@ -110,7 +110,7 @@ impl ServiceProgress {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Teardown {
     pub asg: String,
     /// Deleted with the ASG, when it is the ASG's own (skald names templates after their ASG).
@@ -120,7 +120,7 @@ pub struct Teardown {
     pub stage: TeardownStage,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TeardownStage {
     Detach,
     AwaitDetach { since: Timestamp },
@@ -136,7 +136,7 @@ impl Teardown {
 }
 
 /// How the deploy ended.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum End {
     Success,
     Failure { error: ErrorKind, cleanliness: Cleanliness, reason: String },
