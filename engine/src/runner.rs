@@ -19,15 +19,9 @@ pub const ACTIONS_PER_MESSAGE_MAX: usize = 64;
 /// How many recent deploys of a project-config a halt looks through for the running one.
 const HALT_SEARCH_DEPLOYS_MAX: usize = 10;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct RunnerConfig {
     pub freshness: Freshness,
-}
-
-impl Default for RunnerConfig {
-    fn default() -> Self {
-        RunnerConfig { freshness: Freshness::default() }
-    }
 }
 
 /// The runner with its four ports.

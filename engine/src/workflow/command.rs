@@ -203,6 +203,7 @@ impl fmt::Display for CloudError {
 
 /// What happened when the runner carried out a command.
 #[derive(Clone, Debug, PartialEq)]
+#[allow(clippy::large_enum_variant)] // short-lived, one at a time: boxing buys nothing
 pub enum Outcome {
     LockAcquired,
     /// Another deploy holds the lock.

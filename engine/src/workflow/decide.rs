@@ -26,6 +26,7 @@ const RETRY_BACKOFF_SECS_MIN: u64 = 5;
 const RETRY_BACKOFF_SECS_MAX: u64 = 60;
 
 #[derive(Clone, Debug, PartialEq)]
+#[allow(clippy::large_enum_variant)] // short-lived, one at a time: boxing buys nothing
 pub enum Decision {
     /// Append these events; nothing outside the log changes.
     Emit(Vec<Event>),
