@@ -94,14 +94,14 @@ pub async fn aws_config() -> aws_config::SdkConfig {
 
 /// A name no other test (of this process or another sharing the endpoint) uses: `skald-<label>-`
 /// followed by the process id, the start time and a counter. Valid for tables and queues (letters,
-/// digits, `-` and `_`, at most 80 characters).
+/// digits and `-`; at most 64 characters, leaving room for suffixes such as `-dlq`).
 pub fn unique_name(label: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     static STARTED: OnceLock<u128> = OnceLock::new();
     let started = *STARTED.get_or_init(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() % 1_000_000_000).unwrap_or(0)
     });
-    let label: String = label.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' }).take(40).collect();
+    let label: String = label.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' }).take(24).collect();
     let n = COUNTER.fetch_add(1, Ordering::SeqCst);
     format!("skald-{label}-{}-{started}-{n}", std::process::id())
 }
