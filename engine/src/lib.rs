@@ -3,12 +3,14 @@
 //! - [`workflow`] is the pure core: `decide(&State, now)` and `evolve(State, &Recorded)`.
 //! - [`ports`] are the traits the runner needs from the outside world.
 //! - [`runner`] performs one step of a deploy: load, fold, decide, execute, append, wake.
-//! - [`adapters`] implement the ports: in memory, and a simulated cloud.
+//! - [`adapters`] implement the ports: in memory, a simulated cloud, DynamoDB and SQS.
 //! - [`codec`] is the wire form of releases and events, and the hash chain.
+//! - [`testing`] is test support: a local AWS API (moto) for the adapters' tests.
 
 pub mod adapters;
 pub mod codec;
 pub mod message;
 pub mod ports;
 pub mod runner;
+pub mod testing;
 pub mod workflow;
