@@ -49,7 +49,7 @@ fn halt(reason: &str) -> Event {
 }
 
 fn append(deploy: &str, events: Vec<StoredEvent>) -> Append {
-    Append { deploy: deploy.into(), events, lock: None, index: None }
+    Append { deploy: deploy.into(), events, lock: None, index: None, snapshot: None }
 }
 
 fn acquire(owner: &str, now: Timestamp) -> Option<LockOp> {
@@ -199,35 +199,37 @@ async fn lock_contention_between_two_deploys() {
     }
     // Given deploy A holds the lock
     let a = chain(None, vec![(T0, lock_event(T0))]);
-    both!(Append { deploy: "A".into(), events: a.clone(), lock: acquire("A", T0), index: None }).expect("A acquires");
+    both!(Append { deploy: "A".into(), events: a.clone(), lock: acquire("A", T0), index: None, snapshot: None }).expect("A acquires");
 
     // When deploy B tries to acquire it
     let b = chain(None, vec![(T0.plus_secs(1), lock_event(T0.plus_secs(1)))]);
-    let b_acquire = Append { deploy: "B".into(), events: b.clone(), lock: acquire("B", T0.plus_secs(1)), index: None };
+    let b_acquire = Append { deploy: "B".into(), events: b.clone(), lock: acquire("B", T0.plus_secs(1)), index: None, snapshot: None };
     // Then it is told who holds it, and its event did not land
     assert_eq!(both!(b_acquire.clone()), Err(AppendError::LockHeld { holder: "A".into() }));
     assert_eq!(store.load("B").await.unwrap(), vec![]);
 
     // And B cannot release A's lock either
-    let b_release = Append { deploy: "B".into(), events: vec![], lock: release("B"), index: None };
+    let b_release = Append { deploy: "B".into(), events: vec![], lock: release("B"), index: None, snapshot: None };
     assert_eq!(both!(b_release), Err(AppendError::LockHeld { holder: "A".into() }));
 
     // When A releases the lock (with its LockReleased event), B can acquire it
     let a_released = chain(a.last(), vec![(T0.plus_secs(2), Event::LockReleased)]);
-    both!(Append { deploy: "A".into(), events: a_released.clone(), lock: release("A"), index: None }).expect("A releases");
+    both!(Append { deploy: "A".into(), events: a_released.clone(), lock: release("A"), index: None, snapshot: None }).expect("A releases");
     // (releasing a lock that is already gone is no error)
-    both!(Append { deploy: "A".into(), events: vec![], lock: release("A"), index: None }).expect("a second release is no error");
+    both!(Append { deploy: "A".into(), events: vec![], lock: release("A"), index: None, snapshot: None })
+        .expect("a second release is no error");
     both!(b_acquire).expect("B acquires once A released");
     assert_eq!(store.load("B").await.unwrap(), b);
 
     // When B's lease has run out, C takes the lock over
     let late = T0.plus_secs(1 + 600 + 1);
     let c = chain(None, vec![(late, lock_event(late))]);
-    both!(Append { deploy: "C".into(), events: c, lock: acquire("C", late), index: None }).expect("C takes over an expired lease");
+    both!(Append { deploy: "C".into(), events: c, lock: acquire("C", late), index: None, snapshot: None })
+        .expect("C takes over an expired lease");
     // And B, re-acquiring at a time its lease had not run out, finds C
     let d = chain(Some(&b[0]), vec![(T0.plus_secs(3), halt("still mine?"))]);
     assert_eq!(
-        both!(Append { deploy: "B".into(), events: d, lock: acquire("B", T0.plus_secs(3)), index: None }),
+        both!(Append { deploy: "B".into(), events: d, lock: acquire("B", T0.plus_secs(3)), index: None, snapshot: None }),
         Err(AppendError::LockHeld { holder: "C".into() })
     );
 }
@@ -326,7 +328,8 @@ async fn deploys_are_listed_newest_first() {
     for (deploy, secs) in created {
         let at = T0.plus_secs(secs);
         let index = IndexEntry { key: key(), deploy: deploy.into(), created_at: at };
-        let first = Append { deploy: deploy.into(), events: chain(None, vec![(at, halt(deploy))]), lock: None, index: Some(index) };
+        let first =
+            Append { deploy: deploy.into(), events: chain(None, vec![(at, halt(deploy))]), lock: None, index: Some(index), snapshot: None };
         store.append(first.clone()).await.unwrap();
         memory.append(first).await.unwrap();
     }

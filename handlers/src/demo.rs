@@ -19,14 +19,20 @@ const DEMO_START: Timestamp = Timestamp(1_795_262_400_000);
 /// More than any deploy of the example needs; a bound, so a bug cannot spin forever.
 const MESSAGES_PER_DEPLOY_MAX: usize = 10_000;
 
+/// The example release with its user data file read in, as `skald deploy` would send it.
+pub fn example() -> Release {
+    let mut release = example_release();
+    if release.user_data.as_deref() == Some(USER_DATA_FILE_PLACEHOLDER) {
+        release.user_data = Some(EXAMPLE_USER_DATA.to_string());
+    }
+    release
+}
+
 /// Runs the demo, writing the timeline to `out`. Returns whether both deploys reached Success
 /// and only the second release's ASGs remain.
 pub fn run(out: &mut dyn Write) -> io::Result<bool> {
     let local = Local::new(DEMO_START, Timings::default());
-    let mut first = example_release();
-    if first.user_data.as_deref() == Some(USER_DATA_FILE_PLACEHOLDER) {
-        first.user_data = Some(EXAMPLE_USER_DATA.to_string());
-    }
+    let first = example();
     provision_example(&local.cloud, &first);
     writeln!(
         out,

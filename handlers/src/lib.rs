@@ -3,6 +3,8 @@
 //! Only this crate knows command-line flags (and, later, SQS and Lambda event JSON).
 
 pub mod demo;
+pub mod demo_endpoint;
 pub mod release_file;
 pub mod timeline;
 pub mod ulid;
+pub mod worker;

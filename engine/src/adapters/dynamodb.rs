@@ -46,8 +46,8 @@
 //! - Store floats DynamoDB cannot hold: numbers beyond its range (magnitudes outside
 //!   1e-130..1e126) make the append fail with a `StoreError`.
 
-use crate::codec::StoredEvent;
-use crate::ports::{Append, AppendError, EventStore, IndexEntry, LockKey, LockOp, StoreError};
+use crate::codec::{Snapshot, StoredEvent};
+use crate::ports::{Append, AppendError, EventStore, IndexEntry, LockKey, LockOp, StoreError, Tail};
 use crate::workflow::Timestamp;
 use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
@@ -91,6 +91,11 @@ const LEASE_UNTIL: &str = "lease_until";
 const SINCE: &str = "since";
 const DEPLOY: &str = "deploy";
 const CREATED_AT: &str = "created_at";
+const SCHEMA: &str = "schema";
+const STATE: &str = "state";
+/// A bound on the pages one load follows: at 1 MB a page, far beyond any history (and any
+/// snapshot's tail), so a misbehaving API cannot keep a load going forever.
+const PAGES_MAX: usize = 10_000;
 
 /// The event store on one DynamoDB table.
 #[derive(Clone, Debug)]
@@ -105,6 +110,20 @@ pub fn event_pk(deploy: &str) -> String {
 }
 
 /// The partition key of a project-config's lock item (whose sort key is 0).
+/// Snapshots live beside a deploy's events, in a partition of their own.
+pub fn snapshot_pk(deploy: &str) -> String {
+    format!("snap#{deploy}")
+}
+
+fn snapshot_from_item(item: &HashMap<String, AttributeValue>) -> Result<Snapshot, String> {
+    Ok(Snapshot {
+        seq: number(item, SK)?,
+        hash: string(item, HASH)?.to_string(),
+        schema: number(item, SCHEMA)?,
+        state: serde_json::from_str(string(item, STATE)?).map_err(|e| e.to_string())?,
+    })
+}
+
 pub fn lock_pk(key: &LockKey) -> String {
     format!("lock#{}#{}", key.project, key.config)
 }
@@ -222,6 +241,8 @@ enum Role {
     Previous(u64),
     Event(u64),
     Lock(LockKey),
+    /// A snapshot's seq is that of an appended event, so it can only collide when the event does.
+    Snapshot,
     Index,
 }
 
@@ -312,6 +333,22 @@ impl DynamoStore {
             }
             None => {}
         }
+        if let Some(snapshot) = &append.snapshot {
+            let put = Put::builder()
+                .table_name(&self.table)
+                .item(PK, AttributeValue::S(snapshot_pk(&append.deploy)))
+                .item(SK, AttributeValue::N(snapshot.seq.to_string()))
+                .item(HASH, AttributeValue::S(snapshot.hash.clone()))
+                .item(SCHEMA, AttributeValue::N(snapshot.schema.to_string()))
+                // JSON text, not a map: a cache has no need of DynamoDB's number model.
+                .item(STATE, AttributeValue::S(snapshot.state.to_string()))
+                .condition_expression("attribute_not_exists(#sk)")
+                .expression_attribute_names("#sk", SK)
+                .build()
+                .map_err(built)?;
+            items.push(TransactWriteItem::builder().put(put).build());
+            roles.push(Role::Snapshot);
+        }
         if let Some(entry) = &append.index {
             let put = Put::builder()
                 .table_name(&self.table)
@@ -374,7 +411,7 @@ impl DynamoStore {
     }
 
     /// The current holder of a lock, read consistently.
-    async fn lock_owner(&self, key: &LockKey) -> Result<Option<String>, StoreError> {
+    pub async fn lock_owner(&self, key: &LockKey) -> Result<Option<String>, StoreError> {
         let output = self
             .client
             .get_item()
@@ -440,17 +477,20 @@ impl DynamoStore {
         }
     }
 
-    async fn load_events(&self, deploy: String) -> Result<Vec<StoredEvent>, StoreError> {
+    /// The events of `deploy` after seq `after`, in order, following every page.
+    async fn load_events(&self, deploy: String, after: u64) -> Result<Vec<StoredEvent>, StoreError> {
         let mut events: Vec<StoredEvent> = Vec::new();
         let mut start: Option<HashMap<String, AttributeValue>> = None;
-        loop {
+        for _ in 0..PAGES_MAX {
             let page = self
                 .client
                 .query()
                 .table_name(&self.table)
-                .key_condition_expression("#pk = :pk")
+                .key_condition_expression("#pk = :pk AND #sk > :after")
                 .expression_attribute_names("#pk", PK)
+                .expression_attribute_names("#sk", SK)
                 .expression_attribute_values(":pk", AttributeValue::S(event_pk(&deploy)))
+                .expression_attribute_values(":after", AttributeValue::N(after.to_string()))
                 .consistent_read(true)
                 .set_exclusive_start_key(start.take())
                 .send()
@@ -468,6 +508,33 @@ impl DynamoStore {
                 _ => return Ok(events),
             }
         }
+        Err(StoreError(format!("loading {deploy}: more than {PAGES_MAX} pages")))
+    }
+
+    /// The latest snapshot of `deploy`, read consistently. One that cannot be read is reported as
+    /// none: snapshots are a cache, and the runner then folds from the start.
+    async fn latest_snapshot(&self, deploy: &str) -> Result<Option<Snapshot>, StoreError> {
+        let page = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_values(":pk", AttributeValue::S(snapshot_pk(deploy)))
+            .scan_index_forward(false)
+            .limit(1)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError(format!("loading the snapshot of {deploy}: {}", DisplayErrorContext(&e))))?;
+        Ok(page.items().first().and_then(|item| snapshot_from_item(item).ok()))
+    }
+
+    async fn load_tail_of(&self, deploy: String) -> Result<Tail, StoreError> {
+        let snapshot = self.latest_snapshot(&deploy).await?;
+        let after = snapshot.as_ref().map_or(0, |s| s.seq);
+        let events = self.load_events(deploy, after).await?;
+        Ok(Tail { snapshot, events })
     }
 
     async fn index_entries(&self, key: LockKey, limit: usize) -> Result<Vec<IndexEntry>, StoreError> {
@@ -527,7 +594,11 @@ fn backoff(attempt: u32) -> Duration {
 
 impl EventStore for DynamoStore {
     fn load(&self, deploy: &str) -> impl Future<Output = Result<Vec<StoredEvent>, StoreError>> + Send {
-        self.load_events(deploy.to_string())
+        self.load_events(deploy.to_string(), 0)
+    }
+
+    fn load_tail(&self, deploy: &str) -> impl Future<Output = Result<Tail, StoreError>> + Send {
+        self.load_tail_of(deploy.to_string())
     }
 
     fn append(&self, append: Append) -> impl Future<Output = Result<(), AppendError>> + Send {

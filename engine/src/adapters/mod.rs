@@ -5,7 +5,9 @@
 //! - `local`: all of them wired to the real runner, for the demo and the tests.
 //! - `dynamodb`: the event store on a DynamoDB table.
 //! - `sqs`: the queue on SQS, with its dead-letter queue.
+//! - `aws`: the cloud on the EC2, Auto Scaling, ELB, IAM, STS and CloudWatch APIs.
 
+pub mod aws;
 pub mod dynamodb;
 pub mod local;
 pub mod memory;

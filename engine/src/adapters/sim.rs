@@ -330,7 +330,7 @@ impl World {
             let checks_pass = match instance.fate {
                 Fate::Healthy | Fate::TerminatesAfterMs(_) => true,
                 Fate::NeverHealthy => false,
-                Fate::Flapping(turn_ms) => age < ready_at || (age - ready_at) / turn_ms.max(1) % 2 == 0,
+                Fate::Flapping(turn_ms) => age < ready_at || ((age - ready_at) / turn_ms.max(1)).is_multiple_of(2),
             };
             // Without load balancers, failing checks show in the ASG's own health status.
             let no_load_balancers = target.elbs.is_empty() && target.target_groups.is_empty();

@@ -214,7 +214,6 @@ impl fmt::Display for CloudError {
 // One outcome exists per step and lives for a moment: boxing the large lookup would buy nothing.
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
-#[allow(clippy::large_enum_variant)] // short-lived, one at a time: boxing buys nothing
 pub enum Outcome {
     LockAcquired,
     /// Another deploy holds the lock.

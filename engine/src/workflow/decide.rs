@@ -28,7 +28,6 @@ const RETRY_BACKOFF_SECS_MAX: u64 = 60;
 // One decision exists per step and lives for a moment: boxing the command would buy nothing.
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
-#[allow(clippy::large_enum_variant)] // short-lived, one at a time: boxing buys nothing
 pub enum Decision {
     /// Append these events; nothing outside the log changes.
     Emit(Vec<Event>),

@@ -1,0 +1,326 @@
+//! Creating, resizing and deleting a service: launch template, ASG, scaling policies and alarms.
+//!
+//! Each create looks first: a crashed worker's resource under the same name with our release id
+//! is ours, and is reused. That covers real AWS (which answers AlreadyExists) and moto (which
+//! would silently replace the ASG and orphan its instances).
+
+use super::errors::{cloud_error, gone_is_done, is_missing};
+use super::lookup::existing_asg;
+use super::AwsCloud;
+use crate::workflow::names::TAG_RELEASE;
+use crate::workflow::release::{Policy, PolicyKind};
+use crate::workflow::resources::Tags;
+use crate::workflow::{CloudError, LaunchSpec};
+use aws_sdk_autoscaling::types as asg;
+use aws_sdk_ec2::types as ec2;
+
+/// ASG tags are propagated to instances; the launch template tags volumes the same way.
+const PROPAGATE_AT_LAUNCH: bool = true;
+
+impl AwsCloud {
+    pub(super) async fn launch_service(&self, spec: &LaunchSpec, user_data: &str) -> Result<(), CloudError> {
+        self.ensure_launch_template(spec, user_data).await?;
+        self.ensure_asg(spec).await?;
+        for policy in &spec.policies {
+            self.ensure_policy(&spec.asg_name, policy).await?;
+        }
+        Ok(())
+    }
+
+    async fn ensure_launch_template(&self, spec: &LaunchSpec, user_data: &str) -> Result<(), CloudError> {
+        if let Some(release) = self.launch_template_release(&spec.launch_template_name).await? {
+            return self.check_ours("launch template", &spec.launch_template_name, Some(release), spec);
+        }
+        let created = self
+            .ec2
+            .create_launch_template()
+            .launch_template_name(&spec.launch_template_name)
+            // Repeating the same request with the same token creates nothing new.
+            .client_token(client_token(&spec.launch_template_name))
+            .launch_template_data(launch_template_data(spec, user_data))
+            .tag_specifications(
+                ec2::TagSpecification::builder()
+                    .resource_type(ec2::ResourceType::LaunchTemplate)
+                    .set_tags(Some(ec2_tags(&spec.tags)))
+                    .build(),
+            )
+            .send()
+            .await;
+        match created {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let error = cloud_error("CreateLaunchTemplate", e);
+                if error.code.as_deref().is_some_and(|c| c.contains("AlreadyExists")) {
+                    let release = self.launch_template_release(&spec.launch_template_name).await?;
+                    self.check_ours("launch template", &spec.launch_template_name, release, spec)
+                } else {
+                    Err(error)
+                }
+            }
+        }
+    }
+
+    /// The id of the launch template named `name`, if there is one. (Deleting by id: some
+    /// emulators refuse a delete by name.)
+    async fn launch_template_id(&self, name: Option<&str>) -> Result<Option<String>, CloudError> {
+        let Some(name) = name else { return Ok(None) };
+        match self.ec2.describe_launch_templates().launch_template_names(name).send().await {
+            Ok(out) => Ok(out.launch_templates().first().and_then(|lt| lt.launch_template_id()).map(str::to_string)),
+            Err(e) => {
+                let error = cloud_error("DescribeLaunchTemplates", e);
+                if is_missing(&error) {
+                    Ok(None)
+                } else {
+                    Err(error)
+                }
+            }
+        }
+    }
+
+    /// The release id tag of the launch template named `name`: `None` if there is no such
+    /// template, `Some("")` if it has no release tag.
+    async fn launch_template_release(&self, name: &str) -> Result<Option<String>, CloudError> {
+        match self.ec2.describe_launch_templates().launch_template_names(name).send().await {
+            Ok(out) => Ok(out
+                .launch_templates()
+                .first()
+                .map(|lt| lt.tags().iter().find(|t| t.key() == Some(TAG_RELEASE)).and_then(|t| t.value()).unwrap_or_default().to_string())),
+            Err(e) => {
+                let error = cloud_error("DescribeLaunchTemplates", e);
+                if is_missing(&error) {
+                    Ok(None)
+                } else {
+                    Err(error)
+                }
+            }
+        }
+    }
+
+    fn check_ours(&self, kind: &str, name: &str, release: Option<String>, spec: &LaunchSpec) -> Result<(), CloudError> {
+        let ours = spec.tags.get(TAG_RELEASE);
+        if release.as_ref() == ours {
+            Ok(())
+        } else {
+            Err(CloudError::permanent(
+                "AlreadyExists",
+                format!("a {kind} named {name} exists and is not this release's (ReleaseId {release:?})"),
+            ))
+        }
+    }
+
+    async fn ensure_asg(&self, spec: &LaunchSpec) -> Result<(), CloudError> {
+        if let Some(release) = self.asg_release(&spec.asg_name).await? {
+            return self.check_ours("ASG", &spec.asg_name, Some(release), spec);
+        }
+        let tags: Vec<asg::Tag> = spec
+            .tags
+            .iter()
+            .map(|(k, v)| {
+                asg::Tag::builder()
+                    .key(k)
+                    .value(v)
+                    .propagate_at_launch(PROPAGATE_AT_LAUNCH)
+                    .resource_id(&spec.asg_name)
+                    .resource_type("auto-scaling-group")
+                    .build()
+            })
+            .collect();
+        let hooks = spec
+            .lifecycle_hooks
+            .iter()
+            .map(|h| {
+                asg::LifecycleHookSpecification::builder()
+                    .lifecycle_hook_name(&h.name)
+                    .lifecycle_transition(&h.transition)
+                    .set_role_arn(h.role_arn.clone())
+                    .set_notification_target_arn(h.notification_target_arn.clone())
+                    .set_heartbeat_timeout(h.heartbeat_timeout_secs.map(|s| s as i32))
+                    .build()
+            })
+            .collect();
+        let created = self
+            .autoscaling
+            .create_auto_scaling_group()
+            .auto_scaling_group_name(&spec.asg_name)
+            .launch_template(
+                asg::LaunchTemplateSpecification::builder().launch_template_name(&spec.launch_template_name).version("$Latest").build(),
+            )
+            .min_size(spec.min_size as i32)
+            .max_size(spec.max_size as i32)
+            .desired_capacity(spec.desired_capacity as i32)
+            .vpc_zone_identifier(spec.subnet_ids.join(","))
+            .set_load_balancer_names(Some(spec.elbs.clone()).filter(|v| !v.is_empty()))
+            .set_target_group_arns(Some(spec.target_group_arns.clone()).filter(|v| !v.is_empty()))
+            .health_check_type(&spec.health_check_type)
+            .health_check_grace_period(spec.health_check_grace_period_secs as i32)
+            .default_cooldown(spec.default_cooldown_secs as i32)
+            .set_placement_group(spec.placement.as_ref().map(|p| p.group_name.clone()))
+            .set_tags(Some(tags))
+            .set_lifecycle_hook_specification_list(Some(hooks).filter(|h: &Vec<_>| !h.is_empty()))
+            .send()
+            .await;
+        match created {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let error = cloud_error("CreateAutoScalingGroup", e);
+                if error.code.as_deref() == Some("AlreadyExists") {
+                    let release = self.asg_release(&spec.asg_name).await?;
+                    self.check_ours("ASG", &spec.asg_name, release, spec)
+                } else {
+                    Err(error)
+                }
+            }
+        }
+    }
+
+    /// The release id tag of the ASG named `name` (`Some("")` if untagged), `None` if absent.
+    async fn asg_release(&self, name: &str) -> Result<Option<String>, CloudError> {
+        let out = self
+            .autoscaling
+            .describe_auto_scaling_groups()
+            .auto_scaling_group_names(name)
+            .send()
+            .await
+            .map_err(|e| cloud_error("DescribeAutoScalingGroups", e))?;
+        Ok(out.auto_scaling_groups().first().map(|g| existing_asg(g).tags.get(TAG_RELEASE).cloned().unwrap_or_default()))
+    }
+
+    /// A simple scaling policy and the CPU alarm that triggers it. Both calls are puts: repeating
+    /// them changes nothing.
+    async fn ensure_policy(&self, asg_name: &str, policy: &Policy) -> Result<(), CloudError> {
+        let out = self
+            .autoscaling
+            .put_scaling_policy()
+            .auto_scaling_group_name(asg_name)
+            .policy_name(policy.kind.name())
+            .policy_type("SimpleScaling")
+            .adjustment_type("ChangeInCapacity")
+            .scaling_adjustment(policy.scaling_adjustment())
+            .cooldown(policy.cooldown_secs() as i32)
+            .send()
+            .await
+            .map_err(|e| cloud_error("PutScalingPolicy", e))?;
+        let comparison = match policy.kind {
+            PolicyKind::CpuScaleUp => aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanOrEqualToThreshold,
+            PolicyKind::CpuScaleDown => aws_sdk_cloudwatch::types::ComparisonOperator::LessThanOrEqualToThreshold,
+        };
+        let dimension = aws_sdk_cloudwatch::types::Dimension::builder().name("AutoScalingGroupName").value(asg_name).build();
+        self.cloudwatch
+            .put_metric_alarm()
+            .alarm_name(alarm_name(asg_name, policy.kind))
+            .namespace("AWS/EC2")
+            .metric_name("CPUUtilization")
+            .statistic(aws_sdk_cloudwatch::types::Statistic::Average)
+            .dimensions(dimension)
+            .period(policy.period_secs() as i32)
+            .evaluation_periods(policy.evaluation_periods() as i32)
+            .threshold(policy.threshold())
+            .comparison_operator(comparison)
+            .set_alarm_actions(out.policy_arn().map(|arn| vec![arn.to_string()]))
+            .send()
+            .await
+            .map_err(|e| cloud_error("PutMetricAlarm", e))?;
+        Ok(())
+    }
+
+    pub(super) async fn resize(&self, asg_name: &str, min_size: u32, desired: u32) -> Result<(), CloudError> {
+        self.autoscaling
+            .update_auto_scaling_group()
+            .auto_scaling_group_name(asg_name)
+            .min_size(min_size as i32)
+            .desired_capacity(desired as i32)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| cloud_error("UpdateAutoScalingGroup", e))
+    }
+
+    /// Deletes the ASG (terminating its instances), its alarms and its launch template. Each part
+    /// already gone counts as deleted, so a retry after a partial delete finishes the job.
+    pub(super) async fn delete_service(&self, asg_name: &str, launch_template: Option<&str>) -> Result<(), CloudError> {
+        // The alarms are found through the ASG's policies, so an ASG without policies never
+        // calls CloudWatch (whose current protocol, RPCv2 CBOR, local emulators lack).
+        let policies = self.autoscaling.describe_policies().auto_scaling_group_name(asg_name).send().await;
+        let alarms: Vec<String> = match policies {
+            Ok(out) => out.scaling_policies().iter().flat_map(|p| p.alarms()).filter_map(|a| a.alarm_name().map(str::to_string)).collect(),
+            Err(e) => gone_is_done(Err(cloud_error("DescribePolicies", e))).map(|()| Vec::new())?,
+        };
+        if !alarms.is_empty() {
+            let deleted = self.cloudwatch.delete_alarms().set_alarm_names(Some(alarms)).send().await;
+            gone_is_done(deleted.map(|_| ()).map_err(|e| cloud_error("DeleteAlarms", e)))?;
+        }
+        let deleted = self.autoscaling.delete_auto_scaling_group().auto_scaling_group_name(asg_name).force_delete(true).send().await;
+        gone_is_done(deleted.map(|_| ()).map_err(|e| cloud_error("DeleteAutoScalingGroup", e)))?;
+        if let Some(id) = self.launch_template_id(launch_template).await? {
+            let deleted = self.ec2.delete_launch_template().launch_template_id(id).send().await;
+            gone_is_done(deleted.map(|_| ()).map_err(|e| cloud_error("DeleteLaunchTemplate", e)))?;
+        }
+        Ok(())
+    }
+}
+
+fn alarm_name(asg_name: &str, kind: PolicyKind) -> String {
+    format!("{asg_name}-{}", kind.name())
+}
+
+/// A client token unique to the resource name (≤ 64 ASCII characters).
+fn client_token(name: &str) -> String {
+    crate::codec::sha256_hex(name.as_bytes())[..64].to_string()
+}
+
+fn ec2_tags(tags: &Tags) -> Vec<ec2::Tag> {
+    tags.iter().map(|(k, v)| ec2::Tag::builder().key(k).value(v).build()).collect()
+}
+
+fn launch_template_data(spec: &LaunchSpec, user_data: &str) -> ec2::RequestLaunchTemplateData {
+    let ebs = ec2::LaunchTemplateEbsBlockDeviceRequest::builder()
+        .set_volume_size(spec.ebs.size_gib.map(|gib| gib as i32))
+        .volume_type(ec2::VolumeType::from(spec.ebs.volume_type.as_str()))
+        .delete_on_termination(true)
+        .build();
+    let volume_tags = ec2::LaunchTemplateTagSpecificationRequest::builder()
+        .resource_type(ec2::ResourceType::Volume)
+        .set_tags(Some(ec2_tags(&spec.tags)))
+        .build();
+    let mut data = ec2::RequestLaunchTemplateData::builder()
+        .image_id(&spec.ami_id)
+        .instance_type(ec2::InstanceType::from(spec.instance_type.as_str()))
+        .user_data(aws_smithy_types::base64::encode(user_data))
+        .tag_specifications(volume_tags);
+    // Without a size the AMI's own root volume is used as it is (as Odin does): a mapping
+    // without size or snapshot is refused by some APIs.
+    if spec.ebs.size_gib.is_some() {
+        data = data.block_device_mappings(
+            ec2::LaunchTemplateBlockDeviceMappingRequest::builder().device_name(&spec.ebs.device_name).ebs(ebs).build(),
+        );
+    }
+    if let Some(arn) = &spec.instance_profile_arn {
+        data = data.iam_instance_profile(ec2::LaunchTemplateIamInstanceProfileSpecificationRequest::builder().arn(arn).build());
+    }
+    // A public-IP choice needs an explicit network interface, which then carries the groups.
+    data = match spec.associate_public_ip_address {
+        Some(public) => data.network_interfaces(
+            ec2::LaunchTemplateInstanceNetworkInterfaceSpecificationRequest::builder()
+                .device_index(0)
+                .associate_public_ip_address(public)
+                .delete_on_termination(true)
+                .set_groups(Some(spec.security_group_ids.clone()))
+                .build(),
+        ),
+        None => data.set_security_group_ids(Some(spec.security_group_ids.clone())),
+    };
+    if spec.tenancy.is_some() || spec.placement.is_some() {
+        let placement = ec2::LaunchTemplatePlacementRequest::builder()
+            .set_group_name(spec.placement.as_ref().map(|p| p.group_name.clone()))
+            .set_tenancy(spec.tenancy.as_deref().map(ec2::Tenancy::from))
+            .build();
+        data = data.placement(placement);
+    }
+    if let Some(price) = &spec.spot_price {
+        let spot = ec2::LaunchTemplateSpotMarketOptionsRequest::builder().max_price(price).build();
+        data = data.instance_market_options(
+            ec2::LaunchTemplateInstanceMarketOptionsRequest::builder().market_type(ec2::MarketType::Spot).spot_options(spot).build(),
+        );
+    }
+    data.build()
+}

@@ -1,0 +1,184 @@
+//! Reading health, and detaching an ASG from its load balancers.
+//!
+//! Health takes one DescribeAutoScalingGroups for every service, one DescribeInstanceHealth per
+//! classic ELB and one DescribeTargetHealth per target group: as few calls as the APIs allow.
+
+use super::errors::{cloud_error, gone_is_done};
+use super::AwsCloud;
+use crate::workflow::command::HealthTarget;
+use crate::workflow::health::{InstanceReport, ServiceReport};
+use crate::workflow::CloudError;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// DescribeAutoScalingGroups takes at most this many names per call.
+const ASG_NAMES_PER_CALL_MAX: usize = 50;
+
+impl AwsCloud {
+    pub(super) async fn observe_services(&self, targets: &[HealthTarget]) -> Result<BTreeMap<String, ServiceReport>, CloudError> {
+        let names: Vec<String> = targets.iter().map(|t| t.asg.clone()).collect();
+        let instances = self.asg_instances(&names).await?;
+        let elbs: BTreeSet<&String> = targets.iter().flat_map(|t| &t.elbs).collect();
+        let target_groups: BTreeSet<&String> = targets.iter().flat_map(|t| &t.target_groups).collect();
+        let mut healthy_in: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for elb in elbs {
+            healthy_in.insert(elb.clone(), self.elb_in_service(elb).await?);
+        }
+        for tg in target_groups {
+            let healthy =
+                self.target_group_members(tg).await?.into_iter().filter(|(_, state)| state == "healthy").map(|(id, _)| id).collect();
+            healthy_in.insert(tg.clone(), healthy);
+        }
+        Ok(targets
+            .iter()
+            .map(|target| {
+                let report = ServiceReport {
+                    instances: instances.get(&target.asg).cloned().unwrap_or_default(),
+                    load_balancers: target
+                        .elbs
+                        .iter()
+                        .chain(&target.target_groups)
+                        .map(|lb| (lb.clone(), healthy_in[lb].clone()))
+                        .collect(),
+                };
+                (target.service.clone(), report)
+            })
+            .collect())
+    }
+
+    /// Each named ASG's instances, as Auto Scaling reports them. An ASG that doesn't exist has none.
+    async fn asg_instances(&self, names: &[String]) -> Result<BTreeMap<String, Vec<InstanceReport>>, CloudError> {
+        let mut by_asg = BTreeMap::new();
+        for chunk in names.chunks(ASG_NAMES_PER_CALL_MAX) {
+            let out = self
+                .autoscaling
+                .describe_auto_scaling_groups()
+                .set_auto_scaling_group_names(Some(chunk.to_vec()))
+                .send()
+                .await
+                .map_err(|e| cloud_error("DescribeAutoScalingGroups", e))?;
+            for group in out.auto_scaling_groups() {
+                let reports = group
+                    .instances()
+                    .iter()
+                    .map(|i| InstanceReport {
+                        instance_id: i.instance_id().unwrap_or_default().to_string(),
+                        lifecycle_state: i.lifecycle_state().map(|s| s.as_str().to_string()).unwrap_or_default(),
+                        health_status: i.health_status().unwrap_or_default().to_string(),
+                    })
+                    .collect();
+                by_asg.insert(group.auto_scaling_group_name().unwrap_or_default().to_string(), reports);
+            }
+        }
+        Ok(by_asg)
+    }
+
+    /// The instances a classic ELB calls InService.
+    async fn elb_in_service(&self, elb: &str) -> Result<Vec<String>, CloudError> {
+        let out = self
+            .elb
+            .describe_instance_health()
+            .load_balancer_name(elb)
+            .send()
+            .await
+            .map_err(|e| cloud_error("DescribeInstanceHealth", e))?;
+        Ok(out
+            .instance_states()
+            .iter()
+            .filter(|s| s.state() == Some("InService"))
+            .filter_map(|s| s.instance_id().map(str::to_string))
+            .collect())
+    }
+
+    /// Every target of a target group with its state (`healthy`, `initial`, `draining`, …).
+    async fn target_group_members(&self, arn: &str) -> Result<Vec<(String, String)>, CloudError> {
+        let out =
+            self.elbv2.describe_target_health().target_group_arn(arn).send().await.map_err(|e| cloud_error("DescribeTargetHealth", e))?;
+        Ok(out
+            .target_health_descriptions()
+            .iter()
+            .filter_map(|d| {
+                let id = d.target()?.id()?.to_string();
+                let state = d.target_health().and_then(|h| h.state()).map(|s| s.as_str().to_string()).unwrap_or_default();
+                Some((id, state))
+            })
+            .collect())
+    }
+
+    /// Detaches the ASG from those of its load balancers it is still attached to, and
+    /// deregisters its instances from them, so they drain now rather than when they terminate.
+    /// Repeating it after a crash finds less to do and succeeds.
+    pub(super) async fn detach_load_balancers(&self, asg_name: &str, elbs: &[String], target_groups: &[String]) -> Result<(), CloudError> {
+        let out = self
+            .autoscaling
+            .describe_auto_scaling_groups()
+            .auto_scaling_group_names(asg_name)
+            .send()
+            .await
+            .map_err(|e| cloud_error("DescribeAutoScalingGroups", e))?;
+        let Some(group) = out.auto_scaling_groups().first() else { return Ok(()) };
+        let ids: Vec<String> = group.instances().iter().filter_map(|i| i.instance_id().map(str::to_string)).collect();
+        let attached_elbs: Vec<String> = elbs.iter().filter(|e| group.load_balancer_names().contains(e)).cloned().collect();
+        let attached_tgs: Vec<String> = target_groups.iter().filter(|t| group.target_group_arns().contains(t)).cloned().collect();
+        if !attached_elbs.is_empty() {
+            let detached = self
+                .autoscaling
+                .detach_load_balancers()
+                .auto_scaling_group_name(asg_name)
+                .set_load_balancer_names(Some(attached_elbs))
+                .send()
+                .await;
+            gone_is_done(detached.map(|_| ()).map_err(|e| cloud_error("DetachLoadBalancers", e)))?;
+        }
+        if !attached_tgs.is_empty() {
+            let detached = self
+                .autoscaling
+                .detach_load_balancer_target_groups()
+                .auto_scaling_group_name(asg_name)
+                .set_target_group_arns(Some(attached_tgs))
+                .send()
+                .await;
+            gone_is_done(detached.map(|_| ()).map_err(|e| cloud_error("DetachLoadBalancerTargetGroups", e)))?;
+        }
+        if ids.is_empty() {
+            return Ok(());
+        }
+        for elb in elbs {
+            let instances = ids.iter().map(|id| aws_sdk_elasticloadbalancing::types::Instance::builder().instance_id(id).build()).collect();
+            let deregistered =
+                self.elb.deregister_instances_from_load_balancer().load_balancer_name(elb).set_instances(Some(instances)).send().await;
+            not_registered_is_done(deregistered.map(|_| ()).map_err(|e| cloud_error("DeregisterInstancesFromLoadBalancer", e)))?;
+        }
+        for tg in target_groups {
+            let targets = ids.iter().map(|id| aws_sdk_elasticloadbalancingv2::types::TargetDescription::builder().id(id).build()).collect();
+            let deregistered = self.elbv2.deregister_targets().target_group_arn(tg).set_targets(Some(targets)).send().await;
+            not_registered_is_done(deregistered.map(|_| ()).map_err(|e| cloud_error("DeregisterTargets", e)))?;
+        }
+        Ok(())
+    }
+
+    /// Detached once none of the ASG's instances is registered (or draining) in its former load
+    /// balancers. An ASG that is gone is detached.
+    pub(super) async fn detach_finished(&self, asg_name: &str, elbs: &[String], target_groups: &[String]) -> Result<bool, CloudError> {
+        let Some(instances) = self.asg_instances(&[asg_name.to_string()]).await?.remove(asg_name) else { return Ok(true) };
+        let ids: BTreeSet<String> = instances.into_iter().map(|i| i.instance_id).collect();
+        for elb in elbs {
+            if self.elb_in_service(elb).await?.iter().any(|id| ids.contains(id)) {
+                return Ok(false);
+            }
+        }
+        for tg in target_groups {
+            if self.target_group_members(tg).await?.iter().any(|(id, _)| ids.contains(id)) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// Deregistering an instance that is not registered (any more) is done.
+fn not_registered_is_done(result: Result<(), CloudError>) -> Result<(), CloudError> {
+    match result {
+        Err(error) if matches!(error.code.as_deref(), Some("InvalidTarget" | "InvalidInstance")) => Ok(()),
+        other => gone_is_done(other),
+    }
+}

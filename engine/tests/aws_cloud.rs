@@ -1,0 +1,321 @@
+//! The AWS cloud adapter against a local AWS API (moto, started by the test support unless
+//! `SKALD_TEST_AWS_ENDPOINT` names one): resource checks on real API answers, create → health →
+//! delete, idempotent re-creation after a crash, and whole deploys through the real runner.
+//!
+//! The runner here uses the in-memory store and queue on a virtual clock, so the workflow's
+//! waits (90 s before the first health check) pass at once while every cloud call is real.
+//! Each test works in its own project-config with its own resource names, so tests can share
+//! one emulator.
+
+use skald_engine::adapters::aws::AwsCloud;
+use skald_engine::adapters::local::{example_release, VISIBILITY_SECS};
+use skald_engine::adapters::memory::{MemoryQueue, MemoryStore, VirtualClock};
+use skald_engine::codec::read_history;
+use skald_engine::message::Message;
+use skald_engine::ports::{Clock, Cloud};
+use skald_engine::runner::{RunError, Runner, RunnerConfig};
+use skald_engine::testing::moto;
+use skald_engine::workflow::command::HealthTarget;
+use skald_engine::workflow::resources::{check, Query};
+use skald_engine::workflow::{Event, Release, State, Timestamp};
+use std::sync::Arc;
+
+/// 2026-11-21T12:00:00Z.
+const T0: Timestamp = Timestamp(1_795_262_400_000);
+const MESSAGES_MAX: usize = 2_000;
+
+/// The example release, renamed so that nothing it names is shared with another test.
+fn release_for(label: &str) -> Release {
+    let n = moto::unique_name(label);
+    let tail = &n[n.len() - 12..];
+    let mut release = example_release();
+    release.project_name = format!("acme/{label}");
+    release.config_name = "prod".into();
+    release.user_data = Some("#!/bin/sh\necho {{SERVICE_NAME}}\n".into());
+    release.subnets = vec![format!("{label}-{tail}-a"), format!("{label}-{tail}-b")];
+    release.ami = format!("{label}-{tail}-ami");
+    for (name, service) in release.services.iter_mut() {
+        service.security_groups = vec![format!("{label}-{tail}-sg")];
+        if !service.elbs.is_empty() {
+            service.elbs = vec![short(&format!("e{tail}{name}"))];
+            service.target_groups = vec![short(&format!("t{tail}{name}"))];
+            service.profile = Some(format!("{label}-{tail}-{name}"));
+        }
+    }
+    release
+}
+
+/// ELB and target group names: at most 32 letters, digits and `-`.
+fn short(name: &str) -> String {
+    name.chars().filter(|c| c.is_ascii_alphanumeric()).take(32).collect()
+}
+
+async fn cloud() -> AwsCloud {
+    AwsCloud::new(&moto::aws_config().await)
+}
+
+async fn provisioned(label: &str) -> (AwsCloud, Release) {
+    let cloud = cloud().await;
+    let release = release_for(label);
+    cloud.provision_example(&release).await.expect("the example world is provisioned");
+    (cloud, release)
+}
+
+/// The problems the workflow finds with what the cloud reports for `release`.
+async fn problems(cloud: &AwsCloud, release: &Release) -> Vec<String> {
+    let lookup = cloud.lookup(&Query::for_release(release)).await.expect("the lookup succeeds");
+    match check(release, "01JAWSTEST000000000000000", &lookup) {
+        Ok(_) => vec![],
+        Err(problems) => problems.iter().map(ToString::to_string).collect(),
+    }
+}
+
+// ---- resource checks on real API answers --------------------------------------------------------
+
+#[tokio::test]
+async fn a_provisioned_world_resolves() {
+    let (cloud, release) = provisioned("resolves").await;
+    let lookup = cloud.lookup(&Query::for_release(&release)).await.unwrap();
+    let resolved = check(&release, "01JAWSTEST000000000000000", &lookup).unwrap();
+    assert!(resolved.ami_id.starts_with("ami-"));
+    assert_eq!(resolved.subnet_ids.len(), 2);
+    assert!(resolved.services["web"].target_group_arns[0].starts_with("arn:aws:elasticloadbalancing:"));
+    assert_eq!(resolved.account_id, "123456789012");
+}
+
+#[tokio::test]
+async fn an_unknown_ami_name_is_reported() {
+    let (cloud, mut release) = provisioned("unknown-ami").await;
+    release.ami = "no-such-image".into();
+    assert_eq!(problems(&cloud, &release).await, ["ami: no AMI `no-such-image` found"]);
+}
+
+#[tokio::test]
+async fn a_subnet_missing_its_opt_in_tag_is_reported() {
+    let (cloud, mut release) = provisioned("missing-tag").await;
+    let config = moto::aws_config().await;
+    let ec2 = aws_sdk_ec2::Client::new(&config);
+    let subnet = ec2
+        .describe_subnets()
+        .filters(aws_sdk_ec2::types::Filter::builder().name("tag:Name").values(&release.subnets[0]).build())
+        .send()
+        .await
+        .unwrap();
+    let subnet_id = subnet.subnets()[0].subnet_id().unwrap().to_string();
+    ec2.delete_tags().resources(&subnet_id).tags(aws_sdk_ec2::types::Tag::builder().key("DeployWith").build()).send().await.unwrap();
+    release.subnets.truncate(1);
+
+    let found = problems(&cloud, &release).await;
+
+    assert_eq!(found, [format!("subnets[0]: subnet `{}` ({subnet_id}) is not tagged DeployWith=skald", release.subnets[0])]);
+}
+
+#[tokio::test]
+async fn a_load_balancer_of_another_project_is_reported_and_all_is_accepted() {
+    let (cloud, release) = provisioned("wrong-project").await;
+    let config = moto::aws_config().await;
+    let elbv2 = aws_sdk_elasticloadbalancingv2::Client::new(&config);
+    let tg_name = &release.services["web"].target_groups[0];
+    let tg = elbv2.describe_target_groups().names(tg_name).send().await.unwrap();
+    let arn = tg.target_groups()[0].target_group_arn().unwrap().to_string();
+    let tag = |k: &str, v: &str| aws_sdk_elasticloadbalancingv2::types::Tag::builder().key(k).value(v).build();
+
+    elbv2.add_tags().resource_arns(&arn).tags(tag("ProjectName", "acme/other")).send().await.unwrap();
+    let wrong = problems(&cloud, &release).await;
+    elbv2.add_tags().resource_arns(&arn).tags(tag("ProjectName", "_all")).tags(tag("ServiceName", "_all")).send().await.unwrap();
+    let with_all = problems(&cloud, &release).await;
+
+    assert_eq!(
+        wrong,
+        [format!("services.web.target_groups[0]: target group `{tg_name}` is not tagged ProjectName={} (or `_all`)", release.project_name)]
+    );
+    assert!(with_all.is_empty(), "{with_all:?}");
+}
+
+#[tokio::test]
+async fn an_instance_profile_outside_its_path_is_reported() {
+    let (cloud, mut release) = provisioned("profile-path").await;
+    let config = moto::aws_config().await;
+    let iam = aws_sdk_iam::Client::new(&config);
+    let name = format!("{}-elsewhere", release.services["web"].profile.as_ref().unwrap());
+    iam.create_instance_profile().instance_profile_name(&name).path("/skald/acme/other/prod/web/").send().await.unwrap();
+    release.services.get_mut("web").unwrap().profile = Some(name.clone());
+
+    let found = problems(&cloud, &release).await;
+
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].starts_with(&format!("services.web.profile: instance profile `{name}` has path `/skald/acme/other/prod/web/`")),
+        "{found:?}"
+    );
+}
+
+// ---- whole deploys through the adapter -----------------------------------------------------------
+
+type AwsLocal = Runner<MemoryStore, Arc<MemoryQueue>, AwsCloud, Arc<VirtualClock>>;
+
+fn runner(cloud: AwsCloud) -> AwsLocal {
+    let clock = VirtualClock::starting_at(T0);
+    Runner {
+        store: MemoryStore::new(),
+        queue: Arc::new(MemoryQueue::new(clock.clone(), VISIBILITY_SECS)),
+        cloud,
+        clock,
+        config: RunnerConfig::default(),
+    }
+}
+
+/// Delivers messages (moving the virtual clock to the next one when none is due) until
+/// `deploy` ends.
+async fn run_until_end(runner: &AwsLocal, deploy: &str) -> State {
+    for _ in 0..MESSAGES_MAX {
+        let state = read_history(&runner.store.history(deploy)).unwrap().1;
+        if state.is_finished() {
+            return state;
+        }
+        let delivery = match runner.queue.receive() {
+            Some(d) => d,
+            None => {
+                runner.clock.advance_to(runner.queue.next_visible_at().expect("the deploy has a wake pending"));
+                runner.queue.receive().unwrap()
+            }
+        };
+        let result = runner.handle(delivery.message, None, delivery.receive_count > 1).await;
+        if matches!(result, Ok(_) | Err(RunError::Rejected(_))) {
+            runner.queue.delete(delivery.receipt);
+        }
+    }
+    panic!("deploy {deploy} did not finish within {MESSAGES_MAX} messages");
+}
+
+/// The failures a history recorded, for assertion messages.
+fn failures(runner: &AwsLocal, deploy: &str) -> Vec<String> {
+    let history = read_history(&runner.store.history(deploy)).unwrap().0;
+    history
+        .iter()
+        .filter(|r| matches!(r.event, Event::CommandFailed { .. } | Event::TeardownAbandoned { .. }))
+        .map(|r| r.event.to_string())
+        .collect()
+}
+
+fn submit(runner: &AwsLocal, release: &Release, id: &str) {
+    let message = Message::DeployRequested { release: Box::new(release.clone()), release_id: id.into(), created_at: runner.clock.now() };
+    runner.queue.push(&message, 0);
+}
+
+async fn asg_names(cloud: &AwsCloud, release: &Release) -> Vec<String> {
+    cloud.lookup(&Query::for_release(release)).await.unwrap().asgs.into_iter().map(|a| a.name).collect()
+}
+
+async fn launch_template_names(prefix: &str) -> Vec<String> {
+    let ec2 = aws_sdk_ec2::Client::new(&moto::aws_config().await);
+    let out = ec2.describe_launch_templates().send().await.unwrap();
+    out.launch_templates().iter().filter_map(|lt| lt.launch_template_name()).filter(|n| n.starts_with(prefix)).map(str::to_string).collect()
+}
+
+#[tokio::test]
+async fn two_releases_deploy_and_only_the_second_remains() {
+    let (cloud, release) = provisioned("blue-green").await;
+    let runner = runner(cloud.clone());
+
+    submit(&runner, &release, "01JAWSBLUE0000000000000001");
+    let first = run_until_end(&runner, "01JAWSBLUE0000000000000001").await;
+    submit(&runner, &release, "01JAWSBLUE0000000000000002");
+    let second = run_until_end(&runner, "01JAWSBLUE0000000000000002").await;
+
+    assert_eq!(first.end.as_ref().map(|e| e.name()), Some("Success"), "{:?}", failures(&runner, "01JAWSBLUE0000000000000001"));
+    assert_eq!(second.end.as_ref().map(|e| e.name()), Some("Success"), "{:?}", failures(&runner, "01JAWSBLUE0000000000000002"));
+    let names = asg_names(&cloud, &release).await;
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names.iter().all(|n| n.ends_with("01JAWSBLUE0000000000000002")), "{names:?}");
+    let templates = launch_template_names(&release.project_name).await;
+    assert_eq!(templates.len(), 2, "no stray launch templates: {templates:?}");
+    assert!(runner.store.locks().is_empty());
+}
+
+#[tokio::test]
+async fn a_halted_deploy_removes_its_new_asgs_and_templates() {
+    let (cloud, release) = provisioned("halted").await;
+    let runner = runner(cloud.clone());
+    submit(&runner, &release, "01JAWSHALT0000000000000001");
+    // The first message runs the deploy up to its first wait, after the launches.
+    let delivery = runner.queue.receive().unwrap();
+    runner.handle(delivery.message, None, false).await.unwrap();
+    runner.queue.delete(delivery.receipt);
+    assert_eq!(asg_names(&cloud, &release).await.len(), 2);
+
+    runner.queue.push(
+        &Message::HaltRequested { project: release.project_name.clone(), config: release.config_name.clone(), reason: "test".into() },
+        0,
+    );
+    let state = run_until_end(&runner, "01JAWSHALT0000000000000001").await;
+
+    assert_eq!(state.end.as_ref().map(|e| e.name()), Some("FailureClean"), "{:?}", failures(&runner, "01JAWSHALT0000000000000001"));
+    assert!(asg_names(&cloud, &release).await.is_empty());
+    assert!(launch_template_names(&release.project_name).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_launch_repeated_after_a_crash_reuses_what_the_first_made() {
+    let (cloud, release) = provisioned("relaunch").await;
+    let runner = runner(cloud.clone());
+    submit(&runner, &release, "01JAWSRELAUNCH000000000001");
+    let delivery = runner.queue.receive().unwrap();
+    runner.handle(delivery.message, None, false).await.unwrap();
+    let history = read_history(&runner.store.history("01JAWSRELAUNCH000000000001")).unwrap().0;
+    let spec = history
+        .iter()
+        .find_map(|r| match &r.event {
+            Event::CommandStarted { command: skald_engine::workflow::Command::Launch { spec } } if spec.service == "web" => {
+                Some(spec.clone())
+            }
+            _ => None,
+        })
+        .expect("web was launched");
+    let before = cloud
+        .observe(&[HealthTarget { service: "web".into(), asg: spec.asg_name.clone(), elbs: vec![], target_groups: vec![] }])
+        .await
+        .unwrap();
+
+    // The same launch again, as a worker resuming the recorded intent would run it.
+    cloud.launch(&spec, "#!/bin/sh\n").await.expect("a repeated launch succeeds");
+
+    let after = cloud
+        .observe(&[HealthTarget { service: "web".into(), asg: spec.asg_name.clone(), elbs: vec![], target_groups: vec![] }])
+        .await
+        .unwrap();
+    assert_eq!(asg_names(&cloud, &release).await.len(), 2, "no second ASG");
+    assert_eq!(launch_template_names(&spec.launch_template_name).await.len(), 1, "no second launch template");
+    assert_eq!(after["web"].instances, before["web"].instances, "the ASG was not replaced: its instances are the same");
+}
+
+#[tokio::test]
+async fn health_is_read_from_the_asg_and_every_load_balancer() {
+    let (cloud, release) = provisioned("health").await;
+    let runner = runner(cloud.clone());
+    submit(&runner, &release, "01JAWSHEALTH00000000000001");
+    let delivery = runner.queue.receive().unwrap();
+    runner.handle(delivery.message, None, false).await.unwrap();
+    let state = read_history(&runner.store.history("01JAWSHEALTH00000000000001")).unwrap().1;
+    let web = &state.resolved.as_ref().unwrap().services["web"];
+    let target = HealthTarget {
+        service: "web".into(),
+        asg: state.services["web"].asg.clone(),
+        elbs: web.elbs.clone(),
+        target_groups: web.target_group_arns.clone(),
+    };
+
+    let reports = cloud.observe(&[target]).await.unwrap();
+
+    let report = &reports["web"];
+    assert_eq!(report.instances.len(), 1, "the canary: {report:?}");
+    assert_eq!(report.load_balancers.len(), 2, "one entry per ELB and target group: {report:?}");
+}
+
+#[tokio::test]
+async fn deleting_what_is_already_gone_succeeds() {
+    let cloud = cloud().await;
+    cloud.delete("skald-no-such-asg", Some("skald-no-such-template")).await.expect("gone is done");
+    cloud.detach("skald-no-such-asg", &["no-such-elb".into()], &[]).await.expect("gone is done");
+    assert!(cloud.is_detached("skald-no-such-asg", &[], &[]).await.unwrap());
+}
