@@ -410,3 +410,40 @@ async fn the_runner_deploys_end_to_end_over_dynamodb() {
     assert!(lock.item().is_none(), "the lock was released");
     assert!(clock.now() > T0);
 }
+
+#[tokio::test]
+async fn a_step_reads_the_latest_snapshot_and_only_the_events_after_it() {
+    // Given 60 events, with a snapshot of the state after seq 50 stored alongside seq 50
+    let store = new_store("snapshot").await;
+    let release = example_release();
+    let requested = Event::DeployRequested {
+        release_id: "S".into(),
+        created_at: T0,
+        release_digest: codec::release_digest(&release),
+        release: Box::new(release),
+        requested_by: None,
+        freshness: Default::default(),
+    };
+    let mut events = chain(None, vec![(T0, requested)]);
+    events.extend(chain(events.last(), (2..=50).map(|n| (T0.plus_secs(n), halt("h"))).collect()));
+    let (recorded, state) = codec::read_history(&events).unwrap();
+    assert_eq!(recorded.len(), 50);
+    let snapshot = codec::Snapshot::of(&state, &events[49].hash);
+    let (first, rest) = events.split_at(49);
+    store.append(append("S", first.to_vec())).await.unwrap();
+    store
+        .append(Append { deploy: "S".into(), events: rest.to_vec(), lock: None, index: None, snapshot: Some(snapshot.clone()) })
+        .await
+        .unwrap();
+    let later = chain(events.last(), (51..=60).map(|n| (T0.plus_secs(n), halt("h"))).collect());
+    store.append(append("S", later.clone())).await.unwrap();
+
+    // When a step loads the deploy
+    let tail = store.load_tail("S").await.unwrap();
+
+    // Then it gets the snapshot, which decodes to the state at seq 50, and the 10 events after it
+    assert_eq!(tail.snapshot.as_ref().map(|s| s.seq), Some(50));
+    assert_eq!(tail.snapshot.unwrap().state(), Some(state));
+    assert_eq!(tail.events, later);
+    assert_eq!(store.load("S").await.unwrap().len(), 60, "the whole history is still there");
+}
