@@ -8,18 +8,33 @@
 
 use skald_engine::adapters::sqs::SqsQueue;
 use skald_engine::message::Message;
-use skald_engine::ports::{Clock, Cloud, EventStore, QueueError};
-use skald_engine::runner::{Handled, RunError, Runner};
+use skald_engine::ports::{Clock, Cloud, EventStore, Queue, QueueError};
+use skald_engine::runner::{Handled, Runner};
 
 /// What became of one received message.
 #[derive(Debug)]
 pub enum Processed {
     Handled(Handled),
     /// Left on the queue: retried after the visibility timeout, then dead-lettered.
-    Failed {
-        message_id: String,
-        error: String,
-    },
+    Failed { message_id: String, error: String },
+}
+
+/// Decodes one message body and hands it to the runner: the one step the worker loop and the
+/// Lambda share. `Err` says why the message must stay on the queue (and is logged by the caller).
+pub async fn process<S, Q, C, K>(
+    runner: &Runner<S, Q, C, K>,
+    body: &str,
+    sender: Option<String>,
+    receive_count: u32,
+) -> Result<Handled, String>
+where
+    S: EventStore,
+    Q: Queue,
+    C: Cloud,
+    K: Clock,
+{
+    let message = Message::from_json(body)?;
+    runner.handle(message, sender, receive_count > 1).await.map_err(|e| e.to_string())
 }
 
 /// Receives up to one batch (waiting at most `wait_secs`) and processes it, in order.
@@ -32,21 +47,12 @@ where
     let batch = runner.queue.receive(skald_engine::adapters::sqs::RECEIVE_MAX, wait_secs).await?;
     let mut processed = Vec::with_capacity(batch.len());
     for received in batch {
-        let message = match Message::from_json(&received.body) {
-            Ok(message) => message,
-            Err(error) => {
-                processed.push(Processed::Failed { message_id: received.message_id, error });
-                continue;
-            }
-        };
-        match runner.handle(message, received.sender_id.clone(), received.receive_count > 1).await {
+        match process(runner, &received.body, received.sender_id.clone(), received.receive_count).await {
             Ok(handled) => {
                 runner.queue.delete(&received.receipt_handle).await?;
                 processed.push(Processed::Handled(handled));
             }
-            Err(error @ (RunError::Rejected(_) | RunError::Corrupt { .. } | RunError::Store(_) | RunError::Queue(_))) => {
-                processed.push(Processed::Failed { message_id: received.message_id, error: error.to_string() });
-            }
+            Err(error) => processed.push(Processed::Failed { message_id: received.message_id, error }),
         }
     }
     Ok(processed)
