@@ -103,6 +103,10 @@ pub trait EventStore {
 
     fn append(&self, append: Append) -> impl Future<Output = Result<(), AppendError>> + Send;
 
+    /// Every lock held now, with the deploy holding it: the running deploys, for the sweeper.
+    /// (Eventually consistent on DynamoDB, which is all a periodic sweep needs.)
+    fn held_locks(&self) -> impl Future<Output = Result<Vec<(LockKey, String)>, StoreError>> + Send;
+
     /// Deploys of a project-config, newest first, at most `limit`.
     fn deploys(&self, key: &LockKey, limit: usize) -> impl Future<Output = Result<Vec<IndexEntry>, StoreError>> + Send;
 }

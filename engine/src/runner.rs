@@ -57,6 +57,14 @@ pub enum Handled {
     },
 }
 
+/// What a sweep did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Sweep {
+    pub woken: Vec<String>,
+    /// Deploys holding a lock whose history cannot be read: a person must look.
+    pub unreadable: Vec<String>,
+}
+
 /// Why a message could not be handled. Store and queue errors are worth retrying (the message
 /// stays on the queue); a rejected message never will succeed.
 #[derive(Debug)]
@@ -183,6 +191,26 @@ impl<S: EventStore, Q: Queue, C: Cloud, K: Clock> Runner<S, Q, C, K> {
             };
         }
         Ok(Handled::Ignored { reason: format!("no running deploy of {} {}", key.project, key.config) })
+    }
+
+    /// Wakes every running deploy whose wakes were lost (see `workflow::decide::stalled`): a
+    /// lost message must not strand a deploy or hold its lock forever. Returns the deploys woken.
+    /// A deploy whose history cannot be read is skipped (the error is the caller's to log).
+    pub async fn sweep(&self) -> Result<Sweep, RunError> {
+        let now = self.clock.now();
+        let mut sweep = Sweep::default();
+        for (_, deploy) in self.store.held_locks().await? {
+            match self.load(&deploy).await {
+                Ok(loaded) if crate::workflow::decide::stalled(&loaded.state, now) => {
+                    self.queue.send(&Message::Wake { deploy: deploy.clone(), seq: loaded.state.seq }, 0).await?;
+                    sweep.woken.push(deploy);
+                }
+                Ok(_) => {}
+                Err(RunError::Corrupt { deploy, message }) => sweep.unreadable.push(format!("{deploy}: {message}")),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(sweep)
     }
 
     /// Steps a deploy until it waits, ends, or has done `ACTIONS_PER_MESSAGE_MAX` actions.

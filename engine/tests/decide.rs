@@ -157,7 +157,7 @@ fn the_first_health_check_waits_for_instances_to_boot() {
 }
 
 #[test]
-fn unchanged_health_records_nothing_and_polls_again_after_the_interval() {
+fn every_health_check_is_recorded_even_unchanged_then_the_next_waits_the_interval() {
     let given = Given::launched().then(90, healthy_counts(0, 0));
     let state = given.state();
     let Decision::Act(observe) = given.decide(15) else { panic!() };
@@ -165,8 +165,10 @@ fn unchanged_health_records_nothing_and_polls_again_after_the_interval() {
     let reports = BTreeMap::new(); // nothing healthy yet: the same counts as before
     let recording = record(&state, &observe, Outcome::Health(Ok(reports)), given.last_at().plus_secs(15));
 
-    assert!(recording.events.is_empty());
-    assert_eq!(recording.next, Next::WaitMs(15_000));
+    assert_eq!(recording.events, vec![healthy_counts(0, 0)]);
+    assert_eq!(recording.next, Next::Continue);
+    let given = given.then(15, healthy_counts(0, 0));
+    assert_eq!(given.decide(0), Decision::Wait { until: given.last_at().plus_secs(15) });
 }
 
 #[test]

@@ -447,3 +447,21 @@ async fn a_step_reads_the_latest_snapshot_and_only_the_events_after_it() {
     assert_eq!(tail.events, later);
     assert_eq!(store.load("S").await.unwrap().len(), 60, "the whole history is still there");
 }
+
+#[tokio::test]
+async fn held_locks_lists_each_running_deploy_once() {
+    // Given deploy A holding the lock of a project-config
+    let store = new_store("held-locks").await;
+    let a = chain(None, vec![(T0, lock_event(T0))]);
+    store.append(Append { deploy: "A".into(), events: a.clone(), lock: acquire("A", T0), index: None, snapshot: None }).await.unwrap();
+
+    // When the sweeper lists the locks, before and after A gives its lock back
+    let while_held = store.held_locks().await.unwrap();
+    let released = chain(a.last(), vec![(T0.plus_secs(1), halt("done"))]);
+    store.append(Append { deploy: "A".into(), events: released, lock: release("A"), index: None, snapshot: None }).await.unwrap();
+    let after = store.held_locks().await.unwrap();
+
+    // Then A is listed while it holds the lock, and nothing after
+    assert_eq!(while_held, [(key(), "A".to_string())]);
+    assert!(after.is_empty(), "{after:?}");
+}

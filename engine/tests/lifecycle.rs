@@ -503,3 +503,41 @@ fn a_long_history_is_read_from_its_latest_snapshot() {
     let stats = local.store.stats();
     assert!(stats.events_read_max <= skald_engine::runner::SNAPSHOT_EVERY_EVENTS + 1, "{stats:?}");
 }
+
+#[test]
+fn a_deploy_whose_wakes_were_lost_is_woken_by_the_sweeper() {
+    // Given a deploy waiting for its first health check, and every queued message lost
+    let release = release();
+    let local = world(&release);
+    local.submit(&release, &id(1));
+    run_until_event(&local, &id(1), "ServiceLaunched");
+    local.queue.lose_all();
+
+    // When the sweeper runs before the deploy is overdue, and again after
+    let early = skald_engine::adapters::memory::block_on(local.runner.sweep()).unwrap();
+    local.clock.advance_ms((skald_engine::workflow::decide::STALL_GRACE_SECS + 120) * 1000);
+    let late = skald_engine::adapters::memory::block_on(local.runner.sweep()).unwrap();
+    let state = run_until_end(&local, &id(1));
+
+    // Then only the overdue sweep woke it, and it went on to release its lock
+    assert!(early.woken.is_empty(), "{early:?}");
+    assert_eq!(late.woken, [id(1)]);
+    assert!(state.end.is_some());
+    assert!(local.store.locks().is_empty());
+}
+
+#[test]
+fn the_sweeper_leaves_patient_deploys_alone() {
+    let release = release();
+    let local = world(&release);
+    local.submit(&release, &id(1));
+    for _ in 0..MESSAGES_MAX {
+        if local.state(&id(1)).is_finished() {
+            break;
+        }
+        let swept = skald_engine::adapters::memory::block_on(local.runner.sweep()).unwrap();
+        assert!(swept.woken.is_empty(), "a deploy that keeps its schedule is never woken: {swept:?}");
+        local.deliver_next();
+    }
+    assert_eq!(local.state(&id(1)).end, Some(End::Success));
+}

@@ -54,8 +54,8 @@ use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_dynamodb::operation::create_table::CreateTableError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, CancellationReason, ConditionCheck, Delete, KeySchemaElement, KeyType, Put,
-    ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TableStatus, TransactWriteItem,
+    AttributeDefinition, AttributeValue, BillingMode, CancellationReason, ConditionCheck, Delete, GlobalSecondaryIndex, KeySchemaElement,
+    KeyType, Projection, ProjectionType, Put, ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TableStatus, TransactWriteItem,
 };
 use aws_sdk_dynamodb::Client;
 use serde_json::Value;
@@ -92,6 +92,10 @@ const SINCE: &str = "since";
 const DEPLOY: &str = "deploy";
 const CREATED_AT: &str = "created_at";
 const SCHEMA: &str = "schema";
+/// Set on lock items only: the key of the sparse `locks` index the sweeper queries.
+const HELD: &str = "held";
+const HELD_VALUE: &str = "lock";
+pub const LOCKS_INDEX: &str = "locks";
 const STATE: &str = "state";
 /// A bound on the pages one load follows: at 1 MB a page, far beyond any history (and any
 /// snapshot's tail), so a misbehaving API cannot keep a load going forever.
@@ -122,6 +126,12 @@ fn snapshot_from_item(item: &HashMap<String, AttributeValue>) -> Result<Snapshot
         schema: number(item, SCHEMA)?,
         state: serde_json::from_str(string(item, STATE)?).map_err(|e| e.to_string())?,
     })
+}
+
+/// The project-config of a lock item's `pk` (`lock#<project>#<config>`; neither holds `#`).
+fn lock_key_of(pk: &str) -> Option<LockKey> {
+    let (project, config) = pk.strip_prefix("lock#")?.split_once('#')?;
+    Some(LockKey { project: project.to_string(), config: config.to_string() })
 }
 
 pub fn lock_pk(key: &LockKey) -> String {
@@ -302,6 +312,7 @@ impl DynamoStore {
                     .item(PK, AttributeValue::S(lock_pk(key)))
                     .item(SK, AttributeValue::N("0".into()))
                     .item(OWNER, AttributeValue::S(owner.clone()))
+                    .item(HELD, AttributeValue::S(HELD_VALUE.into()))
                     .item(LEASE_UNTIL, AttributeValue::N(lease_until.as_ms().to_string()))
                     .item(SINCE, AttributeValue::N(now.as_ms().to_string()))
                     .condition_expression("attribute_not_exists(#pk) OR #lease < :now OR #owner = :me")
@@ -530,6 +541,37 @@ impl DynamoStore {
         Ok(page.items().first().and_then(|item| snapshot_from_item(item).ok()))
     }
 
+    /// Every lock item, from the sparse `locks` index.
+    async fn locks_held(&self) -> Result<Vec<(LockKey, String)>, StoreError> {
+        let mut held = Vec::new();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        for _ in 0..PAGES_MAX {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(LOCKS_INDEX)
+                .key_condition_expression("#held = :lock")
+                .expression_attribute_names("#held", HELD)
+                .expression_attribute_values(":lock", AttributeValue::S(HELD_VALUE.into()))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| StoreError(format!("listing locks: {}", DisplayErrorContext(&e))))?;
+            for item in page.items() {
+                let key = string(item, PK).ok().and_then(|pk| lock_key_of(pk));
+                if let (Some(key), Ok(owner)) = (key, string(item, OWNER)) {
+                    held.push((key, owner.to_string()));
+                }
+            }
+            match page.last_evaluated_key() {
+                Some(key) if !key.is_empty() => start = Some(key.clone()),
+                _ => return Ok(held),
+            }
+        }
+        Err(StoreError(format!("listing locks: more than {PAGES_MAX} pages")))
+    }
+
     async fn load_tail_of(&self, deploy: String) -> Result<Tail, StoreError> {
         let snapshot = self.latest_snapshot(&deploy).await?;
         let after = snapshot.as_ref().map_or(0, |s| s.seq);
@@ -605,6 +647,10 @@ impl EventStore for DynamoStore {
         self.append_events(append)
     }
 
+    fn held_locks(&self) -> impl Future<Output = Result<Vec<(LockKey, String)>, StoreError>> + Send {
+        self.locks_held()
+    }
+
     fn deploys(&self, key: &LockKey, limit: usize) -> impl Future<Output = Result<Vec<IndexEntry>, StoreError>> + Send {
         self.index_entries(key.clone(), limit)
     }
@@ -626,8 +672,18 @@ pub async fn create_table(client: &Client, name: &str) -> Result<(), StoreError>
         .billing_mode(BillingMode::PayPerRequest)
         .attribute_definitions(attribute(PK, ScalarAttributeType::S)?)
         .attribute_definitions(attribute(SK, ScalarAttributeType::N)?)
+        .attribute_definitions(attribute(HELD, ScalarAttributeType::S)?)
         .key_schema(key(PK, KeyType::Hash)?)
         .key_schema(key(SK, KeyType::Range)?)
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(LOCKS_INDEX)
+                .key_schema(key(HELD, KeyType::Hash)?)
+                .key_schema(key(PK, KeyType::Range)?)
+                .projection(Projection::builder().projection_type(ProjectionType::All).build())
+                .build()
+                .map_err(|e| error(e.to_string()))?,
+        )
         .send()
         .await;
     match created {

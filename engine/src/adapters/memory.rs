@@ -232,6 +232,11 @@ impl EventStore for MemoryStore {
         async move { result }
     }
 
+    fn held_locks(&self) -> impl Future<Output = Result<Vec<(LockKey, String)>, StoreError>> + Send {
+        let held = self.locks().into_iter().map(|(key, item)| (key, item.owner)).collect();
+        async move { Ok(held) }
+    }
+
     fn deploys(&self, key: &LockKey, limit: usize) -> impl Future<Output = Result<Vec<IndexEntry>, StoreError>> + Send {
         let tables = self.tables.lock().unwrap();
         let mut entries = tables.index.get(key).cloned().unwrap_or_default();
@@ -293,6 +298,11 @@ impl MemoryQueue {
         self.messages.lock().unwrap().1.iter().map(|m| m.visible_at).min()
     }
 
+    /// Drops every queued message: what a lost message (or a purged queue) looks like.
+    pub fn lose_all(&self) {
+        self.messages.lock().unwrap().1.clear();
+    }
+
     pub fn len(&self) -> usize {
         self.messages.lock().unwrap().1.len()
     }
@@ -335,6 +345,10 @@ impl<T: EventStore + Sync> EventStore for Arc<T> {
 
     fn append(&self, append: Append) -> impl Future<Output = Result<(), AppendError>> + Send {
         (**self).append(append)
+    }
+
+    fn held_locks(&self) -> impl Future<Output = Result<Vec<(LockKey, String)>, StoreError>> + Send {
+        (**self).held_locks()
     }
 
     fn deploys(&self, key: &LockKey, limit: usize) -> impl Future<Output = Result<Vec<IndexEntry>, StoreError>> + Send {

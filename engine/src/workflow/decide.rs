@@ -298,6 +298,21 @@ fn launch_spec(state: &State, name: &str) -> LaunchSpec {
     }
 }
 
+/// How long past its due time a running deploy may sit before the sweeper wakes it. Longer than
+/// any wait that records nothing (a detach drains for at most `DETACH_WAIT_SECS_MAX`), so only a
+/// deploy whose wakes were lost is ever woken.
+pub const STALL_GRACE_SECS: u64 = DETACH_WAIT_SECS_MAX + 60;
+
+/// Whether the deploy should have moved by `now` and hasn't: its chain of wakes was lost.
+pub fn stalled(state: &State, now: Timestamp) -> bool {
+    let due = match decide(state, now) {
+        Decision::Finished => return false,
+        Decision::Wait { until } => until,
+        Decision::Emit(_) | Decision::Act(_) => state.at,
+    };
+    now.ms_since(due) > STALL_GRACE_SECS * 1000
+}
+
 /// Folds `history` and decides at `now`: the convenience most callers want.
 pub fn decide_after(history: &[Recorded], now: Timestamp) -> Result<Decision, super::state::FoldError> {
     Ok(decide(&super::state::fold(history)?, now))

@@ -68,14 +68,12 @@ pub fn record(state: &State, command: &Command, outcome: Outcome, now: Timestamp
                         (target.service.clone(), health::count(&report, &lbs))
                     })
                     .collect();
-                let changed = counts.iter().any(|(name, c)| state.services.get(name).and_then(|p| p.health) != Some(*c));
-                // A success after failures is recorded even when nothing changed: it ends the
-                // run of failures, so scattered API errors never add up to giving up.
-                if changed || state.retry.attempts > 0 {
-                    recorded(vec![Event::HealthObserved { services: counts }])
-                } else {
-                    Recording { events: Vec::new(), next: Next::WaitMs(state.release().health_poll_secs() * 1000) }
-                }
+                // Every check is recorded, changed or not. The history then shows the deploy alive
+                // at each poll, so a sweeper can tell a stalled deploy from a patient one; a
+                // duplicate wake chain loses the race to append and dies out instead of polling
+                // beside the real one; and a success after failures ends their run, so scattered
+                // API errors never add up to giving up.
+                recorded(vec![Event::HealthObserved { services: counts }])
             }
         },
         (Command::Detach { asg, .. }, Outcome::Done(done)) => recorded(vec![match done {
