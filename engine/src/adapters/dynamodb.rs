@@ -559,7 +559,7 @@ impl DynamoStore {
                 .await
                 .map_err(|e| StoreError(format!("listing locks: {}", DisplayErrorContext(&e))))?;
             for item in page.items() {
-                let key = string(item, PK).ok().and_then(|pk| lock_key_of(pk));
+                let key = string(item, PK).ok().and_then(lock_key_of);
                 if let (Some(key), Ok(owner)) = (key, string(item, OWNER)) {
                     held.push((key, owner.to_string()));
                 }
