@@ -8,13 +8,13 @@
 //! one emulator.
 
 use skald_engine::adapters::aws::AwsCloud;
-use skald_engine::adapters::local::{example_release, VISIBILITY_SECS};
+use skald_engine::adapters::local::VISIBILITY_SECS;
 use skald_engine::adapters::memory::{MemoryQueue, MemoryStore, VirtualClock};
 use skald_engine::codec::read_history;
 use skald_engine::message::Message;
 use skald_engine::ports::{Clock, Cloud};
 use skald_engine::runner::{RunError, Runner, RunnerConfig};
-use skald_engine::testing::moto;
+use skald_engine::testing::{self, moto};
 use skald_engine::workflow::command::HealthTarget;
 use skald_engine::workflow::resources::{check, Query};
 use skald_engine::workflow::{Event, Release, State, Timestamp};
@@ -24,30 +24,8 @@ use std::sync::Arc;
 const T0: Timestamp = Timestamp(1_795_262_400_000);
 const MESSAGES_MAX: usize = 2_000;
 
-/// The example release, renamed so that nothing it names is shared with another test.
 fn release_for(label: &str) -> Release {
-    let n = moto::unique_name(label);
-    let tail = &n[n.len() - 12..];
-    let mut release = example_release();
-    release.project_name = format!("acme/{label}");
-    release.config_name = "prod".into();
-    release.user_data = Some("#!/bin/sh\necho {{SERVICE_NAME}}\n".into());
-    release.subnets = vec![format!("{label}-{tail}-a"), format!("{label}-{tail}-b")];
-    release.ami = format!("{label}-{tail}-ami");
-    for (name, service) in release.services.iter_mut() {
-        service.security_groups = vec![format!("{label}-{tail}-sg")];
-        if !service.elbs.is_empty() {
-            service.elbs = vec![short(&format!("e{tail}{name}"))];
-            service.target_groups = vec![short(&format!("t{tail}{name}"))];
-            service.profile = Some(format!("{label}-{tail}-{name}"));
-        }
-    }
-    release
-}
-
-/// ELB and target group names: at most 32 letters, digits and `-`.
-fn short(name: &str) -> String {
-    name.chars().filter(|c| c.is_ascii_alphanumeric()).take(32).collect()
+    testing::example_release_for(label)
 }
 
 async fn cloud() -> AwsCloud {

@@ -2,8 +2,11 @@
 //!
 //! Only this crate knows command-line flags (and, later, SQS and Lambda event JSON).
 
+pub mod aws_env;
+pub mod commands;
 pub mod demo;
 pub mod demo_endpoint;
+pub mod progress;
 pub mod release_file;
 pub mod timeline;
 pub mod ulid;

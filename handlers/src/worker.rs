@@ -6,7 +6,7 @@
 //! it comes back until the queue's redrive moves it to the dead-letter queue, where a person
 //! sees it. Nothing is dropped silently.
 
-use skald_engine::adapters::sqs::SqsQueue;
+use skald_engine::adapters::sqs::{Received, SqsQueue};
 use skald_engine::message::Message;
 use skald_engine::ports::{Clock, Cloud, EventStore, Queue, QueueError};
 use skald_engine::runner::{Handled, Runner};
@@ -48,6 +48,16 @@ where
     K: Clock,
 {
     let batch = runner.queue.receive(skald_engine::adapters::sqs::RECEIVE_MAX, wait_secs).await?;
+    process_batch(runner, batch).await
+}
+
+/// Processes a received batch in order, deleting each message the runner handled.
+pub async fn process_batch<S, C, K>(runner: &Runner<S, SqsQueue, C, K>, batch: Vec<Received>) -> Result<Vec<Processed>, QueueError>
+where
+    S: EventStore,
+    C: Cloud,
+    K: Clock,
+{
     let mut processed = Vec::with_capacity(batch.len());
     for received in batch {
         match process(runner, &received.body, received.sender_id.clone(), received.receive_count).await {

@@ -5,3 +5,33 @@
 //!   process, or taken from `SKALD_TEST_AWS_ENDPOINT`.
 
 pub mod moto;
+
+use crate::adapters::local::example_release;
+use crate::workflow::Release;
+
+/// The example release, renamed for `label` so that nothing it names (project, subnets, AMI,
+/// security group, load balancers, profile) is shared with another test on the same emulator.
+pub fn example_release_for(label: &str) -> Release {
+    let unique = moto::unique_name(label);
+    let tail = &unique[unique.len() - 12..];
+    let mut release = example_release();
+    release.project_name = format!("acme/{label}");
+    release.config_name = "prod".into();
+    release.user_data = Some("#!/bin/sh\necho {{SERVICE_NAME}}\n".into());
+    release.subnets = vec![format!("{label}-{tail}-a"), format!("{label}-{tail}-b")];
+    release.ami = format!("{label}-{tail}-ami");
+    for (name, service) in release.services.iter_mut() {
+        service.security_groups = vec![format!("{label}-{tail}-sg")];
+        if !service.elbs.is_empty() {
+            service.elbs = vec![short_name(&format!("e{tail}{name}"))];
+            service.target_groups = vec![short_name(&format!("t{tail}{name}"))];
+            service.profile = Some(format!("{label}-{tail}-{name}"));
+        }
+    }
+    release
+}
+
+/// ELB and target group names: at most 32 letters and digits.
+fn short_name(name: &str) -> String {
+    name.chars().filter(|c| c.is_ascii_alphanumeric()).take(32).collect()
+}

@@ -398,6 +398,20 @@ impl State {
         self.end.is_some()
     }
 
+    /// Where the deploy stands, in a word or two a person reads in `skald status`.
+    pub fn phase(&self) -> &'static str {
+        match (&self.end, &self.failure) {
+            (Some(end), _) => end.name(),
+            (None, Some(_)) => "cleaning up after a failure",
+            (None, None) if self.healthy => "retiring the old release",
+            (None, None) if self.resolved.is_some() => "deploying",
+            (None, None) if matches!(self.lock, Lock::Held { .. }) => "checking resources",
+            (None, None) if self.validated => "taking the lock",
+            (None, None) if self.request.is_some() => "validating",
+            (None, None) => "not started",
+        }
+    }
+
     /// Whether some teardown was abandoned: the deploy can only end dirty.
     pub fn is_dirty(&self) -> bool {
         self.teardown.iter().any(|t| matches!(t.stage, TeardownStage::Abandoned { .. }))

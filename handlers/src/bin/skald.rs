@@ -3,8 +3,10 @@
 //! Exit codes: 0 success; 1 the deploy or the input failed; 2 usage (clap's own).
 
 use clap::{Parser, Subcommand};
+use skald_engine::ports::LockKey;
 use skald_engine::workflow::validate::validate;
-use skald_handlers::{demo, demo_endpoint, release_file};
+use skald_handlers::aws_env::AwsEnv;
+use skald_handlers::{commands, demo, demo_endpoint, release_file};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -22,6 +24,47 @@ enum Command {
         /// The release JSON; `{{USER_DATA_FILE}}` is read from RELEASE.userdata.
         release: PathBuf,
     },
+    /// Send a release to be deployed: validated offline first, then stamped with a release id
+    /// (ULID) and created_at. With --wait, follow it to its end (exit 0 only on Success).
+    Deploy {
+        release: PathBuf,
+        #[arg(long)]
+        wait: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask the running deploy of a project-config to stop and clean up.
+    Halt {
+        project: String,
+        config: String,
+        #[arg(long, default_value = "halted from the command line")]
+        reason: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The current or last deploy of a project-config.
+    Status {
+        project: String,
+        config: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deploys of a project-config, newest first.
+    History {
+        project: String,
+        config: String,
+        #[arg(long, default_value_t = commands::HISTORY_LIMIT_DEFAULT)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Do the Lambda's work in a local long-poll loop (and sweep for stalled deploys); stops
+    /// cleanly on SIGINT or SIGTERM.
+    Worker {
+        /// Seconds between sweeps for deploys whose wakes were lost.
+        #[arg(long, default_value_t = 60)]
+        sweep_secs: u64,
+    },
     /// Run two whole blue/green deploys: on an embedded simulated cloud (virtual time, no
     /// network), or with --endpoint against an AWS API at URL (a local emulator such as moto).
     Demo {
@@ -36,6 +79,21 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Validate { release } => validate_file(&release),
+        Command::Deploy { release, wait, json } => {
+            on_aws(|env, out| Box::pin(async move { commands::deploy(&env, &release, wait, json, out).await }))
+        }
+        Command::Halt { project, config, reason, json } => {
+            on_aws(|env, out| Box::pin(async move { commands::halt(&env, LockKey { project, config }, reason, json, out).await }))
+        }
+        Command::Status { project, config, json } => {
+            on_aws(|env, out| Box::pin(async move { commands::status(&env, LockKey { project, config }, json, out).await }))
+        }
+        Command::History { project, config, limit, json } => {
+            on_aws(|env, out| Box::pin(async move { commands::history(&env, LockKey { project, config }, limit, json, out).await }))
+        }
+        Command::Worker { sweep_secs } => on_aws(|env, out| {
+            Box::pin(async move { commands::worker_loop(&env.runner()?, std::time::Duration::from_secs(sweep_secs), out).await })
+        }),
         Command::Demo { endpoint: None } => exit_code(demo::run(&mut std::io::stdout().lock()).map_err(|e| e.to_string())),
         Command::Demo { endpoint: Some(url) } => {
             let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime starts");
@@ -43,6 +101,18 @@ fn main() -> ExitCode {
             exit_code(runtime.block_on(demo_endpoint::run(&url, release, &mut std::io::stdout())))
         }
     }
+}
+
+type CommandFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool, String>> + 'a>>;
+
+/// Runs a command that talks to AWS (configured from the environment) on a tokio runtime.
+fn on_aws(command: impl for<'a> FnOnce(AwsEnv, &'a mut dyn std::io::Write) -> CommandFuture<'a>) -> ExitCode {
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime starts");
+    let mut stdout = std::io::stdout();
+    exit_code(runtime.block_on(async {
+        let env = AwsEnv::load().await;
+        command(env, &mut stdout).await
+    }))
 }
 
 /// 0 for success, 1 for a failed demo or an error (printed).

@@ -1,0 +1,53 @@
+//! Where the commands that talk to AWS find it: the standard AWS configuration chain (profiles,
+//! `AWS_REGION`, `AWS_ENDPOINT_URL`, …) and skald's own variables.
+
+use skald_engine::adapters::aws::AwsCloud;
+use skald_engine::adapters::dynamodb::DynamoStore;
+use skald_engine::adapters::memory::SystemClock;
+use skald_engine::adapters::sqs::SqsQueue;
+use skald_engine::runner::{Runner, RunnerConfig};
+
+/// The events table; `skald-events` unless `SKALD_TABLE` says otherwise.
+pub const TABLE_VAR: &str = "SKALD_TABLE";
+pub const TABLE_DEFAULT: &str = "skald-events";
+/// The inbox queue's URL. No default: sending to the wrong queue would be worse than an error.
+pub const QUEUE_URL_VAR: &str = "SKALD_QUEUE_URL";
+
+pub type AwsRunner = Runner<DynamoStore, SqsQueue, AwsCloud, SystemClock>;
+
+pub struct AwsEnv {
+    pub config: aws_config::SdkConfig,
+    pub table: String,
+}
+
+impl AwsEnv {
+    pub async fn load() -> AwsEnv {
+        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let table = std::env::var(TABLE_VAR).ok().filter(|t| !t.is_empty()).unwrap_or_else(|| TABLE_DEFAULT.to_string());
+        AwsEnv { config, table }
+    }
+
+    pub fn store(&self) -> DynamoStore {
+        DynamoStore::from_sdk_config(&self.config, &self.table)
+    }
+
+    /// The inbox, or an error naming the variable to set.
+    pub fn queue(&self) -> Result<SqsQueue, String> {
+        let url = std::env::var(QUEUE_URL_VAR)
+            .ok()
+            .filter(|u| !u.is_empty())
+            .ok_or_else(|| format!("set {QUEUE_URL_VAR} to the skald inbox queue's URL"))?;
+        Ok(SqsQueue::new(aws_sdk_sqs::Client::new(&self.config), url))
+    }
+
+    /// The whole runner, as the worker and the Lambda use it.
+    pub fn runner(&self) -> Result<AwsRunner, String> {
+        Ok(Runner {
+            store: self.store(),
+            queue: self.queue()?,
+            cloud: AwsCloud::new(&self.config),
+            clock: SystemClock,
+            config: RunnerConfig::default(),
+        })
+    }
+}
