@@ -6,12 +6,18 @@ use skald_engine::adapters::dynamodb::DynamoStore;
 use skald_engine::adapters::memory::SystemClock;
 use skald_engine::adapters::sqs::SqsQueue;
 use skald_engine::runner::{Runner, RunnerConfig};
+use skald_engine::workflow::event::Freshness;
 
 /// The events table; `skald-events` unless `SKALD_TABLE` says otherwise.
 pub const TABLE_VAR: &str = "SKALD_TABLE";
 pub const TABLE_DEFAULT: &str = "skald-events";
 /// The inbox queue's URL. No default: sending to the wrong queue would be worse than an error.
 pub const QUEUE_URL_VAR: &str = "SKALD_QUEUE_URL";
+
+/// How old (seconds) a request's `created_at` may be when it arrives; default 900 (15 minutes).
+pub const MAX_AGE_VAR: &str = "SKALD_CREATED_AT_MAX_AGE_SECS";
+/// How far (seconds) a request's `created_at` may lie ahead of the worker's clock; default 120.
+pub const MAX_AHEAD_VAR: &str = "SKALD_CREATED_AT_MAX_AHEAD_SECS";
 
 pub type AwsRunner = Runner<DynamoStore, SqsQueue, AwsCloud, SystemClock>;
 
