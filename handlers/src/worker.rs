@@ -16,7 +16,10 @@ use skald_engine::runner::{Handled, Runner};
 pub enum Processed {
     Handled(Handled),
     /// Left on the queue: retried after the visibility timeout, then dead-lettered.
-    Failed { message_id: String, error: String },
+    Failed {
+        message_id: String,
+        error: String,
+    },
 }
 
 /// Decodes one message body and hands it to the runner: the one step the worker loop and the
