@@ -53,7 +53,21 @@ impl AwsEnv {
             queue: self.queue()?,
             cloud: AwsCloud::new(&self.config),
             clock: SystemClock,
-            config: RunnerConfig::default(),
+            config: RunnerConfig { freshness: freshness()? },
         })
     }
+}
+
+/// The window a request's `created_at` must fall in, from the environment or the defaults.
+/// Recorded in each DeployRequested, so a replay judges with the window that was in force.
+pub fn freshness() -> Result<Freshness, String> {
+    let defaults = Freshness::default();
+    let seconds = |var: &str, default: u64| match std::env::var(var) {
+        Ok(text) => text.trim().parse::<u64>().map_err(|_| format!("{var}: `{text}` is not a number of seconds")),
+        Err(_) => Ok(default),
+    };
+    Ok(Freshness {
+        max_age_secs: seconds(MAX_AGE_VAR, defaults.max_age_secs)?,
+        max_ahead_secs: seconds(MAX_AHEAD_VAR, defaults.max_ahead_secs)?,
+    })
 }
