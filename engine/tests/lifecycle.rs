@@ -20,6 +20,20 @@ fn failure(error: ErrorKind, cleanliness: Cleanliness) -> impl Fn(&Option<End>) 
     move |end| matches!(end, Some(End::Failure { error: e, cleanliness: c, .. }) if *e == error && *c == cleanliness)
 }
 
+/// The capacities the web service was launched and resized to, in order.
+fn web_capacities(local: &skald_engine::adapters::local::Local, deploy: &str) -> Vec<u32> {
+    local
+        .history(deploy)
+        .iter()
+        .filter_map(|r| match &r.event {
+            Event::ServiceLaunched { service, desired, .. } | Event::CapacitySet { service, desired, .. } if service == "web" => {
+                Some(*desired)
+            }
+            _ => None,
+        })
+        .collect();
+}
+
 fn lock_key() -> LockKey {
     let r = release();
     LockKey { project: r.project_name, config: r.config_name }
@@ -140,16 +154,7 @@ fn step_rollouts_raise_capacity_one_step_per_healthy_check() {
     let state = run_until_end(&local, &id(1));
 
     assert_eq!(state.end, Some(End::Success));
-    let steps: Vec<u32> = local
-        .history(&id(1))
-        .iter()
-        .filter_map(|r| match &r.event {
-            Event::ServiceLaunched { service, desired, .. } | Event::CapacitySet { service, desired, .. } if service == "web" => {
-                Some(*desired)
-            }
-            _ => None,
-        })
-        .collect();
+    let steps = web_capacities(&local, &id(1));
     assert_eq!(steps, [2, 4, 6, 8]);
 }
 
@@ -358,17 +363,7 @@ fn a_canary_that_fails_on_its_first_instance_never_launches_the_rest() {
     let state = run_until_end(&local, &id(1));
 
     assert!(failure(ErrorKind::Halt, Cleanliness::Clean)(&state.end));
-    let web_capacities: Vec<u32> = local
-        .history(&id(1))
-        .iter()
-        .filter_map(|r| match &r.event {
-            Event::ServiceLaunched { service, desired, .. } | Event::CapacitySet { service, desired, .. } if service == "web" => {
-                Some(*desired)
-            }
-            _ => None,
-        })
-        .collect();
-    assert_eq!(web_capacities, [1], "the canary alone was launched");
+    assert_eq!(web_capacities(&local, &id(1)), [1], "the canary alone was launched");
     assert!(local.cloud.asg_names().is_empty());
 }
 
