@@ -31,7 +31,7 @@ fn web_capacities(local: &skald_engine::adapters::local::Local, deploy: &str) ->
             }
             _ => None,
         })
-        .collect();
+        .collect()
 }
 
 fn lock_key() -> LockKey {
