@@ -295,14 +295,7 @@ impl DynamoStore {
             }
         }
         for event in &append.events {
-            let put = Put::builder()
-                .table_name(&self.table)
-                .set_item(Some(event_item(&append.deploy, event)?))
-                .condition_expression("attribute_not_exists(#sk)")
-                .expression_attribute_names("#sk", SK)
-                .build()
-                .map_err(built)?;
-            items.push(TransactWriteItem::builder().put(put).build());
+            items.push(self.put_new(event_item(&append.deploy, event)?)?);
             roles.push(Role::Event(event.seq));
         }
         match &append.lock {
@@ -345,36 +338,39 @@ impl DynamoStore {
             None => {}
         }
         if let Some(snapshot) = &append.snapshot {
-            let put = Put::builder()
-                .table_name(&self.table)
-                .item(PK, AttributeValue::S(snapshot_pk(&append.deploy)))
-                .item(SK, AttributeValue::N(snapshot.seq.to_string()))
-                .item(HASH, AttributeValue::S(snapshot.hash.clone()))
-                .item(SCHEMA, AttributeValue::N(snapshot.schema.to_string()))
+            items.push(self.put_new(HashMap::from([
+                (PK.to_string(), AttributeValue::S(snapshot_pk(&append.deploy))),
+                (SK.to_string(), AttributeValue::N(snapshot.seq.to_string())),
+                (HASH.to_string(), AttributeValue::S(snapshot.hash.clone())),
+                (SCHEMA.to_string(), AttributeValue::N(snapshot.schema.to_string())),
                 // JSON text, not a map: a cache has no need of DynamoDB's number model.
-                .item(STATE, AttributeValue::S(snapshot.state.to_string()))
-                .condition_expression("attribute_not_exists(#sk)")
-                .expression_attribute_names("#sk", SK)
-                .build()
-                .map_err(built)?;
-            items.push(TransactWriteItem::builder().put(put).build());
+                (STATE.to_string(), AttributeValue::S(snapshot.state.to_string())),
+            ]))?);
             roles.push(Role::Snapshot);
         }
         if let Some(entry) = &append.index {
-            let put = Put::builder()
-                .table_name(&self.table)
-                .item(PK, AttributeValue::S(index_pk(&entry.key)))
-                .item(SK, AttributeValue::N(index_sk(entry).to_string()))
-                .item(DEPLOY, AttributeValue::S(entry.deploy.clone()))
-                .item(CREATED_AT, AttributeValue::S(entry.created_at.to_string()))
-                .condition_expression("attribute_not_exists(#sk)")
-                .expression_attribute_names("#sk", SK)
-                .build()
-                .map_err(built)?;
-            items.push(TransactWriteItem::builder().put(put).build());
+            items.push(self.put_new(HashMap::from([
+                (PK.to_string(), AttributeValue::S(index_pk(&entry.key))),
+                (SK.to_string(), AttributeValue::N(index_sk(entry).to_string())),
+                (DEPLOY.to_string(), AttributeValue::S(entry.deploy.clone())),
+                (CREATED_AT.to_string(), AttributeValue::S(entry.created_at.to_string())),
+            ]))?);
             roles.push(Role::Index);
         }
         Ok((items, roles))
+    }
+
+    /// A put of a new item: it fails the transaction if an item with its keys exists. Every item
+    /// skald adds to the log is written this way; none is ever overwritten.
+    fn put_new(&self, item: HashMap<String, AttributeValue>) -> Result<TransactWriteItem, String> {
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#sk)")
+            .expression_attribute_names("#sk", SK)
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(TransactWriteItem::builder().put(put).build())
     }
 
     /// Reads a cancellation the way the memory store would have refused the append.

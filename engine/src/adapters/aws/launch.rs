@@ -46,17 +46,12 @@ impl AwsCloud {
             )
             .send()
             .await;
-        match created {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                let error = cloud_error("CreateLaunchTemplate", e);
-                if error.code.as_deref().is_some_and(|c| c.contains("AlreadyExists")) {
-                    let release = self.launch_template_release(&spec.launch_template_name).await?;
-                    self.check_ours("launch template", &spec.launch_template_name, release, spec)
-                } else {
-                    Err(error)
-                }
+        match created.map(|_| ()).map_err(|e| cloud_error("CreateLaunchTemplate", e)) {
+            Err(error) if already_exists(&error) => {
+                let release = self.launch_template_release(&spec.launch_template_name).await?;
+                self.check_ours("launch template", &spec.launch_template_name, release, spec)
             }
+            other => other,
         }
     }
 
@@ -159,17 +154,12 @@ impl AwsCloud {
             .set_lifecycle_hook_specification_list(Some(hooks).filter(|h: &Vec<_>| !h.is_empty()))
             .send()
             .await;
-        match created {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                let error = cloud_error("CreateAutoScalingGroup", e);
-                if error.code.as_deref() == Some("AlreadyExists") {
-                    let release = self.asg_release(&spec.asg_name).await?;
-                    self.check_ours("ASG", &spec.asg_name, release, spec)
-                } else {
-                    Err(error)
-                }
+        match created.map(|_| ()).map_err(|e| cloud_error("CreateAutoScalingGroup", e)) {
+            Err(error) if already_exists(&error) => {
+                let release = self.asg_release(&spec.asg_name).await?;
+                self.check_ours("ASG", &spec.asg_name, release, spec)
             }
+            other => other,
         }
     }
 
@@ -257,6 +247,12 @@ impl AwsCloud {
         }
         Ok(())
     }
+}
+
+/// A create refused because the name is taken (`AlreadyExists`, or EC2's
+/// `InvalidLaunchTemplateName.AlreadyExistsException`): a crashed worker may have made it.
+fn already_exists(error: &CloudError) -> bool {
+    error.code.as_deref().is_some_and(|c| c.contains("AlreadyExists"))
 }
 
 fn alarm_name(asg_name: &str, kind: PolicyKind) -> String {
