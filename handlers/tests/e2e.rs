@@ -284,3 +284,25 @@ async fn a_worker_killed_at_random_points_still_brings_every_deploy_to_its_end_w
     let lock_free = skald.run(&["status", &skald.release.project_name, &skald.release.config_name, "--json"]);
     assert!(lock_free.status.success());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_worker_stops_cleanly_on_sigterm() {
+    // Given a worker waiting on an empty queue (a 20 s long poll)
+    let mut skald = Skald::start("e2e-sigterm").await;
+    std::thread::sleep(Duration::from_secs(2));
+
+    // When it is sent SIGTERM
+    let started = Instant::now();
+    let sent = Command::new("kill").args(["-TERM", &skald.worker.id().to_string()]).status().unwrap();
+    let status = loop {
+        if let Some(status) = skald.worker.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "the worker did not stop within 10 s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+
+    // Then it stops at once, successfully, without waiting out its long poll
+    assert!(sent.success());
+    assert!(status.success(), "{status:?}");
+}
