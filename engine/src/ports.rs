@@ -1,6 +1,6 @@
 //! The ports: what the runner needs from the outside world, as traits.
 //!
-//! Each has an in-memory or simulated implementation in `adapters` and (later) an AWS one. The
+//! Each has an in-memory or simulated implementation in `adapters` and an AWS one. The
 //! futures are `Send` so a multi-threaded runtime (Lambda's) can drive them; the in-memory
 //! adapters complete at once and can be driven without any runtime.
 
