@@ -116,7 +116,8 @@ pub async fn halt(env: &AwsEnv, key: LockKey, reason: String, json: bool, out: O
 pub async fn status(env: &AwsEnv, key: LockKey, json: bool, out: Out<'_>) -> Result<bool, String> {
     let store = env.store();
     let Some(latest) = store.deploys(&key, 1).await.map_err(|e| e.to_string())?.into_iter().next() else {
-        writeln!(out, "no deploys of {} {}", key.project, key.config).map_err(io)?;
+        let none = if json { "null".to_string() } else { format!("no deploys of {} {}", key.project, key.config) };
+        writeln!(out, "{none}").map_err(io)?;
         return Ok(true);
     };
     let (recorded, state) = read_history(&store.load(&latest.deploy).await.map_err(|e| e.to_string())?)?;
