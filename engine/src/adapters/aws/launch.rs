@@ -29,7 +29,7 @@ impl AwsCloud {
 
     async fn ensure_launch_template(&self, spec: &LaunchSpec, user_data: &str) -> Result<(), CloudError> {
         if let Some(release) = self.launch_template_release(&spec.launch_template_name).await? {
-            return self.check_ours("launch template", &spec.launch_template_name, Some(release), spec);
+            return check_ours("launch template", &spec.launch_template_name, Some(release), spec);
         }
         let created = self
             .ec2
@@ -49,7 +49,7 @@ impl AwsCloud {
         match created.map(|_| ()).map_err(|e| cloud_error("CreateLaunchTemplate", e)) {
             Err(error) if already_exists(&error) => {
                 let release = self.launch_template_release(&spec.launch_template_name).await?;
-                self.check_ours("launch template", &spec.launch_template_name, release, spec)
+                check_ours("launch template", &spec.launch_template_name, release, spec)
             }
             other => other,
         }
@@ -91,21 +91,9 @@ impl AwsCloud {
         }
     }
 
-    fn check_ours(&self, kind: &str, name: &str, release: Option<String>, spec: &LaunchSpec) -> Result<(), CloudError> {
-        let ours = spec.tags.get(TAG_RELEASE);
-        if release.as_ref() == ours {
-            Ok(())
-        } else {
-            Err(CloudError::permanent(
-                "AlreadyExists",
-                format!("a {kind} named {name} exists and is not this release's (ReleaseId {release:?})"),
-            ))
-        }
-    }
-
     async fn ensure_asg(&self, spec: &LaunchSpec) -> Result<(), CloudError> {
         if let Some(release) = self.asg_release(&spec.asg_name).await? {
-            return self.check_ours("ASG", &spec.asg_name, Some(release), spec);
+            return check_ours("ASG", &spec.asg_name, Some(release), spec);
         }
         let tags: Vec<asg::Tag> = spec
             .tags
@@ -157,7 +145,7 @@ impl AwsCloud {
         match created.map(|_| ()).map_err(|e| cloud_error("CreateAutoScalingGroup", e)) {
             Err(error) if already_exists(&error) => {
                 let release = self.asg_release(&spec.asg_name).await?;
-                self.check_ours("ASG", &spec.asg_name, release, spec)
+                check_ours("ASG", &spec.asg_name, release, spec)
             }
             other => other,
         }
@@ -246,6 +234,19 @@ impl AwsCloud {
             gone_is_done(deleted.map(|_| ()).map_err(|e| cloud_error("DeleteLaunchTemplate", e)))?;
         }
         Ok(())
+    }
+}
+
+/// What exists under our name is ours only if it carries our release id.
+fn check_ours(kind: &str, name: &str, release: Option<String>, spec: &LaunchSpec) -> Result<(), CloudError> {
+    let ours = spec.tags.get(TAG_RELEASE);
+    if release.as_ref() == ours {
+        Ok(())
+    } else {
+        Err(CloudError::permanent(
+            "AlreadyExists",
+            format!("a {kind} named {name} exists and is not this release's (ReleaseId {release:?})"),
+        ))
     }
 }
 
