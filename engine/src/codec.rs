@@ -1,10 +1,13 @@
 //! The wire forms: strict release parsing, the stored form of events, and the hash chain.
 //!
-//! A stored event is `{seq, at, type, v, body, hash}`; the same object is one line of an NDJSON
-//! export. `hash` is sha256 over the previous event's hash and this event's canonical bytes, so
-//! changing, removing or reordering any event breaks every hash after it.
+//! A stored event is `{seq, at, type, v, body, state_hash, hash}`; the same object is one line of
+//! an NDJSON export. `hash` is sha256 over the previous event's hash and this event's canonical
+//! bytes, so changing, removing or reordering any event breaks every hash after it. `state_hash`
+//! is sha256 over the folded state after the event, as the skald that recorded it computed it: a
+//! replay with today's code must reach the same state at every seq.
 
-use crate::workflow::event::{Event, Recorded};
+use crate::upcast;
+use crate::workflow::event::{current_version, Event, Recorded};
 use crate::workflow::state::{check_shape, evolve, State};
 use crate::workflow::validate::Problem;
 use crate::workflow::{Release, Timestamp};
@@ -46,6 +49,8 @@ pub struct StoredEvent {
     pub kind: String,
     pub v: u32,
     pub body: Value,
+    /// sha256 of the deploy's state after this event (see [`state_hash`]).
+    pub state_hash: String,
     pub hash: String,
 }
 
@@ -64,8 +69,9 @@ impl fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
-/// Encodes `recorded` as the successor of the event whose hash is `previous_hash` ("" for seq 1).
-pub fn encode(recorded: &Recorded, previous_hash: &str) -> StoredEvent {
+/// Encodes `recorded` as the successor of the event whose hash is `previous_hash` ("" for seq 1);
+/// `state_hash` is the [`state_hash`] of the state once `recorded` is folded in.
+pub fn encode(recorded: &Recorded, previous_hash: &str, state_hash: String) -> StoredEvent {
     let tagged = serde_json::to_value(&recorded.event).expect("events always serialise");
     let body = tagged.get("body").cloned().unwrap_or(Value::Object(Default::default()));
     let mut stored = StoredEvent {
@@ -74,35 +80,57 @@ pub fn encode(recorded: &Recorded, previous_hash: &str) -> StoredEvent {
         kind: recorded.event.name().to_string(),
         v: recorded.event.version(),
         body,
+        state_hash,
         hash: String::new(),
     };
     stored.hash = chain_hash(previous_hash, &stored);
     stored
 }
 
-/// Reads a stored event back. An unknown type or version is an error naming the seq, never a
-/// silent skip: a history skald cannot read completely is a history it must not act on.
+/// Reads a stored event back, upcasting an older version of its type (see [`crate::upcast`]). An
+/// unknown type or version is an error naming the seq, never a silent skip: a history skald cannot
+/// read completely is a history it must not act on.
 pub fn decode(stored: &StoredEvent) -> Result<Recorded, DecodeError> {
     let error = |message: String| DecodeError { seq: stored.seq, message };
+    let kind = &stored.kind;
+    let current = current_version(kind).ok_or_else(|| error(format!("unknown event type `{kind}` (written by a newer skald?)")))?;
+    let body = upcast::to_current(kind, stored.v, stored.body.clone(), current, upcast::STEPS).map_err(error)?;
     let mut tagged = serde_json::Map::new();
-    tagged.insert("type".into(), Value::String(stored.kind.clone()));
-    let is_unit_body = stored.body.as_object().is_some_and(|o| o.is_empty());
+    tagged.insert("type".into(), Value::String(kind.clone()));
+    let is_unit_body = body.as_object().is_some_and(|o| o.is_empty());
     if !is_unit_body {
-        tagged.insert("body".into(), stored.body.clone());
+        tagged.insert("body".into(), body.clone());
     }
     let event: Event = match serde_json::from_value(Value::Object(tagged.clone())) {
         Ok(event) => event,
         // Unit events are stored with an empty body; some types need one even when empty.
         Err(_) if is_unit_body => {
-            tagged.insert("body".into(), stored.body.clone());
-            serde_json::from_value(Value::Object(tagged)).map_err(|e| error(format!("{} body: {e}", stored.kind)))?
+            tagged.insert("body".into(), body);
+            serde_json::from_value(Value::Object(tagged)).map_err(|e| error(format!("{kind} body: {e}")))?
         }
-        Err(e) => return Err(error(format!("{} body: {e}", stored.kind))),
+        Err(e) => return Err(error(format!("{kind} body: {e}"))),
     };
-    if stored.v != event.version() {
-        return Err(error(format!("{} has schema version {}; this skald reads version {}", stored.kind, stored.v, event.version())));
-    }
     Ok(Recorded { seq: stored.seq, at: stored.at, event })
+}
+
+/// `s<SNAPSHOT_SCHEMA>:` and the sha256 (hex) of a state's canonical JSON. Recorded with every
+/// event, so a replay can show that today's `evolve` reaches the state the recording skald
+/// reached. A field added to `State` should be skipped while it holds its default, so old states
+/// keep their hashes (the replay corpus fails when that is forgotten); a change to `State` that
+/// cannot avoid changing them bumps `SNAPSHOT_SCHEMA`, and states recorded under an older schema
+/// are then not compared (their events and decisions still are).
+///
+/// The state is hashed as `serde_json` writes it: fields in declaration order, maps (all
+/// BTreeMaps) in key order. Reordering `State`'s fields therefore changes every hash too.
+pub fn state_hash(state: &State) -> String {
+    let mut hasher = HashWriter(Sha256::new());
+    serde_json::to_writer(&mut hasher, state).expect("state always serialises");
+    format!("{}{}", state_hash_prefix(), hex(&hasher.0.finalize()))
+}
+
+/// What every state hash this skald computes starts with.
+pub fn state_hash_prefix() -> String {
+    format!("s{SNAPSHOT_SCHEMA}:")
 }
 
 /// Reads a stored history whole: the chain verified, every event decoded, the shape checked, the
@@ -124,6 +152,20 @@ pub fn read_after(state: State, previous_hash: &str, stored: &[StoredEvent]) -> 
         recorded.push(event);
     }
     Ok((recorded, state))
+}
+
+/// One history as NDJSON text (an export): a stored event per line, in the stored form.
+pub fn to_ndjson(history: &[StoredEvent]) -> String {
+    history.iter().map(|e| serde_json::to_string(e).expect("stored events serialise") + "\n").collect()
+}
+
+/// Parses an NDJSON export; an error names the line (and, for an unknown or missing key, the key).
+pub fn from_ndjson(text: &str) -> Result<Vec<StoredEvent>, String> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(n, line)| serde_json::from_str(line).map_err(|e| format!("line {}: {e}", n + 1)))
+        .collect()
 }
 
 /// The folded state of a deploy after `seq`, stored so that a step reads the snapshot and the few
@@ -193,19 +235,53 @@ pub fn verify_chain_from(previous: &str, events: &[StoredEvent]) -> Result<(), C
     Ok(())
 }
 
-fn chain_hash(previous_hash: &str, stored: &StoredEvent) -> String {
-    let content = serde_json::json!({
-        "seq": stored.seq,
-        "at": stored.at,
-        "type": stored.kind,
-        "v": stored.v,
-        "body": stored.body,
-    });
-    let mut hasher = Sha256::new();
-    hasher.update(previous_hash.as_bytes());
-    hasher.update(b"\n");
-    hasher.update(canonical_bytes(&content));
-    hex(&hasher.finalize())
+/// The hash that chains `stored` to the event whose hash is `previous_hash`: sha256 over the
+/// previous hash, a newline, and the canonical JSON of `{at, body, seq, state_hash, type, v}`.
+pub fn chain_hash(previous_hash: &str, stored: &StoredEvent) -> String {
+    let mut hasher = HashWriter(Sha256::new());
+    hasher.0.update(previous_hash.as_bytes());
+    hasher.0.update(b"\n");
+    // The canonical bytes of that object, written field by field (keys in sorted order, as
+    // `canonical_bytes` would give) without building it: this runs once per event on every read.
+    let write = |hasher: &mut HashWriter, key: &str, value: &dyn erased::Json| {
+        hasher.0.update(key.as_bytes());
+        value.write_to(hasher);
+    };
+    write(&mut hasher, "{\"at\":", &stored.at);
+    write(&mut hasher, ",\"body\":", &stored.body);
+    write(&mut hasher, ",\"seq\":", &stored.seq);
+    write(&mut hasher, ",\"state_hash\":", &stored.state_hash);
+    write(&mut hasher, ",\"type\":", &stored.kind);
+    write(&mut hasher, ",\"v\":", &stored.v);
+    hasher.0.update(b"}");
+    hex(&hasher.0.finalize())
+}
+
+/// Feeds whatever is written to it into a sha256.
+struct HashWriter(Sha256);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.update(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+mod erased {
+    /// A value written as compact JSON into a hash.
+    pub trait Json {
+        fn write_to(&self, hasher: &mut super::HashWriter);
+    }
+
+    impl<T: serde::Serialize> Json for T {
+        fn write_to(&self, hasher: &mut super::HashWriter) {
+            serde_json::to_writer(hasher, self).expect("hashed values serialise");
+        }
+    }
 }
 
 /// JSON with object keys in sorted order and no whitespace: one byte string per value.
@@ -234,21 +310,34 @@ mod tests {
     }
 
     #[test]
+    fn the_chain_hashes_the_canonical_json_of_the_event() {
+        let recorded = Recorded { seq: 4, at: Timestamp(1_000), event: Event::AsgDeleted { asg: "a\"b".into() } };
+        let stored = encode(&recorded, "prev", "s1:x".into());
+        let object =
+            serde_json::json!({"seq": 4, "at": stored.at, "type": "AsgDeleted", "v": 1, "body": stored.body, "state_hash": "s1:x"});
+        let expected = sha256_hex(&[b"prev\n".as_slice(), &canonical_bytes(&object)].concat());
+        assert_eq!(stored.hash, expected);
+    }
+
+    #[test]
     fn encode_then_decode_gives_the_event_back() {
         let recorded = Recorded { seq: 2, at: Timestamp(1_000), event: Event::ServicesHealthy };
-        let stored = encode(&recorded, "abc");
+        let stored = encode(&recorded, "abc", "s2".into());
         assert_eq!(decode(&stored).unwrap(), recorded);
         let halt = Recorded { seq: 3, at: Timestamp(2_000), event: Event::HaltRequested { reason: "r".into(), requested_by: None } };
-        assert_eq!(decode(&encode(&halt, &stored.hash)).unwrap(), halt);
+        assert_eq!(decode(&encode(&halt, &stored.hash, "s3".into())).unwrap(), halt);
     }
 
     #[test]
     fn unknown_types_and_versions_are_errors_naming_the_seq() {
-        let mut stored = encode(&Recorded { seq: 7, at: Timestamp(0), event: Event::LockReleased }, "");
+        let mut stored = encode(&Recorded { seq: 7, at: Timestamp(0), event: Event::LockReleased }, "", String::new());
         stored.v = 9;
-        assert_eq!(decode(&stored).unwrap_err().to_string(), "seq 7: LockReleased has schema version 9; this skald reads version 1");
+        assert_eq!(
+            decode(&stored).unwrap_err().to_string(),
+            "seq 7: LockReleased has schema version 9; this skald reads up to version 1 (a newer skald wrote it)"
+        );
         stored.kind = "Teleported".into();
-        assert!(decode(&stored).unwrap_err().to_string().starts_with("seq 7: Teleported body: unknown variant `Teleported`"));
+        assert_eq!(decode(&stored).unwrap_err().to_string(), "seq 7: unknown event type `Teleported` (written by a newer skald?)");
     }
 
     #[test]

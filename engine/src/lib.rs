@@ -5,12 +5,19 @@
 //! - [`runner`] performs one step of a deploy: load, fold, decide, execute, append, wake.
 //! - [`adapters`] implement the ports: in memory, a simulated cloud, DynamoDB and SQS.
 //! - [`codec`] is the wire form of releases and events, and the hash chain.
-//! - [`testing`] is test support: a local AWS API (moto) for the adapters' tests.
+//! - [`replay`] reads a stored history back: fold to any seq, phases, verification.
+//! - [`upcast`] brings events written by older skalds up to today's schema.
+//! - `testing` is test support: a local AWS API (moto) for the adapters' tests.
+//!
+//! The `aws` feature (on by default) adds the DynamoDB, SQS and cloud adapters and `testing`.
 
 pub mod adapters;
 pub mod codec;
 pub mod message;
 pub mod ports;
+pub mod replay;
 pub mod runner;
+#[cfg(feature = "aws")]
 pub mod testing;
+pub mod upcast;
 pub mod workflow;

@@ -157,7 +157,8 @@ impl<S: EventStore, Q: Queue, C: Cloud, K: Clock> Runner<S, Q, C, K> {
             requested_by: sender,
             freshness: self.config.freshness,
         };
-        let first = codec::encode(&Recorded { seq: 1, at: self.clock.now(), event }, "");
+        let first = Recorded { seq: 1, at: self.clock.now(), event };
+        let first = codec::encode(&first, "", codec::state_hash(&evolve(State::default(), &first)));
         let index = IndexEntry { key, deploy: deploy.clone(), created_at };
         match self
             .store
@@ -332,25 +333,14 @@ impl<S: EventStore, Q: Queue, C: Cloud, K: Clock> Runner<S, Q, C, K> {
     /// Appends events after the loaded state and folds them in once they have landed.
     async fn append(&self, loaded: &mut Loaded, events: Vec<Event>, at: Timestamp, lock: Option<LockOp>) -> Result<(), AppendError> {
         let mut previous = loaded.last_hash.clone();
-        let mut seq = loaded.state.seq;
-        let recorded: Vec<Recorded> = events
-            .into_iter()
-            .map(|event| {
-                seq += 1;
-                Recorded { seq, at, event }
-            })
-            .collect();
-        let stored: Vec<StoredEvent> = recorded
-            .iter()
-            .map(|r| {
-                let encoded = codec::encode(r, &previous);
-                previous = encoded.hash.clone();
-                encoded
-            })
-            .collect();
         let mut next = loaded.state.clone();
-        for r in &recorded {
-            next = evolve(next, r);
+        let mut stored: Vec<StoredEvent> = Vec::with_capacity(events.len());
+        for event in events {
+            let recorded = Recorded { seq: next.seq + 1, at, event };
+            next = evolve(next, &recorded);
+            let encoded = codec::encode(&recorded, &previous, codec::state_hash(&next));
+            previous = encoded.hash.clone();
+            stored.push(encoded);
         }
         // A snapshot each time the history crosses a multiple of SNAPSHOT_EVERY_EVENTS keeps
         // every step's read to one snapshot and fewer than that many events.

@@ -21,6 +21,13 @@ pub const MAX_AHEAD_VAR: &str = "SKALD_CREATED_AT_MAX_AHEAD_SECS";
 
 pub type AwsRunner = Runner<DynamoStore, SqsQueue, AwsCloud, SystemClock>;
 
+/// What the command line may set over the standard chain.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub region: Option<String>,
+    pub profile: Option<String>,
+}
+
 pub struct AwsEnv {
     pub config: aws_config::SdkConfig,
     pub table: String,
@@ -28,7 +35,19 @@ pub struct AwsEnv {
 
 impl AwsEnv {
     pub async fn load() -> AwsEnv {
-        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        AwsEnv::load_with(&Overrides::default()).await
+    }
+
+    /// The standard chain, with the region and profile the command line names taking precedence.
+    pub async fn load_with(overrides: &Overrides) -> AwsEnv {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(profile) = &overrides.profile {
+            loader = loader.profile_name(profile);
+        }
+        if let Some(region) = &overrides.region {
+            loader = loader.region(aws_config::Region::new(region.clone()));
+        }
+        let config = loader.load().await;
         let table = std::env::var(TABLE_VAR).ok().filter(|t| !t.is_empty()).unwrap_or_else(|| TABLE_DEFAULT.to_string());
         AwsEnv { config, table }
     }

@@ -9,6 +9,8 @@ pub mod demo_endpoint;
 pub mod lambda;
 pub mod progress;
 pub mod release_file;
+pub mod replay;
+pub mod report;
 pub mod timeline;
 pub mod ulid;
 pub mod worker;

@@ -83,3 +83,145 @@ fn usage_errors_exit_two() {
     assert_eq!(skald(&["validate"]).status.code(), Some(2));
     assert_eq!(skald(&["no-such-command"]).status.code(), Some(2));
 }
+
+// ---- replay and export: the frozen corpus, read by the binary ---------------------------------
+
+fn corpus(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../replay-tests/corpus").join(name)
+}
+
+fn ndjson_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "ndjson")).collect();
+    files.sort();
+    files
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn replay_verify_passes_every_corpus_history() {
+    for file in ndjson_files(&corpus("")) {
+        let out = skald(&["replay", "--file", file.to_str().unwrap(), "--verify"]);
+
+        assert!(out.status.success(), "{}: {}{}", file.display(), stdout(&out), String::from_utf8_lossy(&out.stderr));
+        assert!(stdout(&out).starts_with("verified "), "{}", stdout(&out));
+    }
+}
+
+#[test]
+fn replay_verify_fails_every_broken_history_naming_the_seq_and_check() {
+    let expected = [
+        ("forged-decision", "decision"),
+        ("forged-state", "state"),
+        ("gap", "sequence"),
+        ("newer-version", "decode"),
+        ("tampered-event", "chain"),
+        ("unknown-type", "decode"),
+    ];
+    for (name, check) in expected {
+        let file = corpus(&format!("broken/{name}.ndjson"));
+
+        let human = skald(&["replay", "--file", file.to_str().unwrap(), "--verify"]);
+        let json = skald(&["replay", "--file", file.to_str().unwrap(), "--verify", "--json"]);
+
+        assert_eq!(human.status.code(), Some(1), "{name}");
+        assert!(stdout(&human).starts_with(&format!("verification failed ({check} check): seq ")), "{name}: {}", stdout(&human));
+        let verdict: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
+        assert_eq!((verdict["ok"].as_bool(), verdict["check"].as_str()), (Some(false), Some(check)), "{name}");
+        assert!(verdict["seq"].as_u64().is_some(), "{name}: {verdict}");
+    }
+}
+
+#[test]
+fn a_diverging_decision_is_shown_with_both_sides_in_full() {
+    let file = corpus("broken/forged-decision.ndjson");
+
+    let out = skald(&["replay", "--file", file.to_str().unwrap(), "--verify", "--json"]);
+
+    let verdict: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(verdict["recorded"][0]["type"], "ServiceLaunched");
+    assert_eq!(verdict["recorded"][0]["body"]["desired"], 6, "the forged count");
+    assert_eq!(verdict["expected"]["kind"], "command");
+    assert_eq!(verdict["expected"]["command"]["spec"]["desired_capacity"], 1, "what today's code launches");
+}
+
+#[test]
+fn replay_prints_the_timeline_with_requester_phases_and_outcome() {
+    let file = corpus("halt.ndjson");
+
+    let out = skald(&["replay", "--file", file.to_str().unwrap()]);
+    let json = skald(&["replay", "--file", file.to_str().unwrap(), "--json"]);
+
+    assert!(out.status.success());
+    let text = stdout(&out);
+    assert!(text.contains("FailureClean after "), "{text}");
+    assert!(text.contains("#1   DeployRequested"), "{text}");
+    assert!(text.contains("halt requested: wrong build"), "{text}");
+    assert!(text.contains("phases:\n  validating"), "{text}");
+    assert!(text.contains("cleaning up after a failure"), "{text}");
+    let timeline: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
+    assert_eq!(timeline["end"], "FailureClean");
+    assert_eq!(timeline["events"].as_array().unwrap().len(), text.lines().filter(|l| l.contains("  #")).count());
+    let phases: Vec<&str> = timeline["phases"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(phases.first(), Some(&"validating"));
+    assert_eq!(phases.last(), Some(&"FailureClean"));
+}
+
+#[test]
+fn replay_at_shows_the_state_at_that_seq() {
+    let file = corpus("success-replacing-previous.ndjson");
+    let file = file.to_str().unwrap();
+
+    let launching = skald(&["replay", "--file", file, "--at", "5"]);
+    let json = skald(&["replay", "--file", file, "--at", "16", "--json"]);
+    let beyond = skald(&["replay", "--file", file, "--at", "999"]);
+
+    let text = stdout(&launching);
+    assert!(text.starts_with("state after seq 5 "), "{text}");
+    assert!(text.contains("pending: launch "), "seq 5 announced web's launch: {text}");
+    assert!(text.contains("launch announced, not confirmed"), "{text}");
+    let state: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
+    assert_eq!((state["seq"].as_u64(), state["phase"].as_str()), (Some(16), Some("retiring the old release")));
+    assert_eq!(state["state"]["healthy"], true);
+    assert_eq!(beyond.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&beyond.stderr).contains("the history ends at seq 27"));
+}
+
+#[test]
+fn replay_html_writes_one_self_contained_report() {
+    let dir = scratch("replay-html");
+    let report = dir.join("report.html");
+    let file = corpus("step-rollout.ndjson");
+
+    let out = skald(&["replay", "--file", file.to_str().unwrap(), "--html", report.to_str().unwrap()]);
+
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert!(html.starts_with("<!doctype html>") && html.trim_end().ends_with("</html>"));
+    assert!(html.contains("<h2>Service web</h2>") && html.contains("<h2>Service worker</h2>"));
+    assert!(html.contains("class=\"healthy\"") && html.contains("class=\"desired\""), "a chart per service");
+    assert!(html.contains("verified: 30 events"), "the verdict is in the report");
+    assert!(!html.contains("src=") && !html.contains("href=") && !html.contains("<script"), "nothing is fetched or run");
+}
+
+#[test]
+fn replay_refuses_a_file_that_is_not_a_history_naming_the_line() {
+    let dir = scratch("replay-bad-file");
+    let file = dir.join("bad.ndjson");
+    std::fs::write(
+        &file,
+        "{\"seq\":1,\"at\":\"2026-11-21T12:00:00.000Z\",\"type\":\"DeployRequested\",\"v\":1,\"body\":{},\"surprise\":1}\n",
+    )
+    .unwrap();
+
+    let out = skald(&["replay", "--file", file.to_str().unwrap()]);
+    let neither = skald(&["replay"]);
+
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("line 1: unknown field `surprise`"), "{stderr}");
+    assert_eq!(neither.status.code(), Some(2), "a deploy id or --file is required");
+}

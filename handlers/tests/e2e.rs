@@ -306,3 +306,45 @@ async fn the_worker_stops_cleanly_on_sigterm() {
     assert!(sent.success());
     assert!(status.success(), "{status:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replay_verifies_a_real_history_and_pinpoints_an_event_altered_in_the_table() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let skald = Skald::start("e2e-replay").await;
+    let file = skald.release_file(&skald.release, "release.json");
+    let (_, out) = deploy(&skald, &file, false);
+    let id = sent_id(&out);
+    skald.wait_for_end(&id);
+
+    // Given: the history as the worker recorded it verifies, from the table and from an export.
+    let verified = skald.run(&["replay", &id, "--verify"]);
+    let export = skald.run(&["export", &id]);
+    let exported = skald.dir.join("history.ndjson");
+    std::fs::write(&exported, &export.stdout).unwrap();
+    let from_file = skald.run(&["replay", "--file", exported.to_str().unwrap(), "--verify"]);
+    assert!(verified.status.success(), "{}{}", String::from_utf8_lossy(&verified.stdout), String::from_utf8_lossy(&verified.stderr));
+    assert!(from_file.status.success(), "{}", String::from_utf8_lossy(&from_file.stdout));
+    let launch: Value = String::from_utf8_lossy(&export.stdout)
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .find(|event| event["type"] == "ServiceLaunched")
+        .unwrap();
+    let seq = launch["seq"].as_u64().unwrap();
+
+    // When: someone with write access to the table raises a launch's instance count in place.
+    let dynamodb = aws_sdk_dynamodb::Client::new(&moto::aws_config().await);
+    let key = |item: aws_sdk_dynamodb::operation::get_item::builders::GetItemFluentBuilder| {
+        item.table_name(&skald.table).key("pk", AttributeValue::S(format!("deploy#{id}"))).key("sk", AttributeValue::N(seq.to_string()))
+    };
+    let mut item = key(dynamodb.get_item()).consistent_read(true).send().await.unwrap().item.unwrap();
+    let mut body = item["body"].as_m().unwrap().clone();
+    body.insert("desired".into(), AttributeValue::N("7".into()));
+    item.insert("body".into(), AttributeValue::M(body));
+    dynamodb.put_item().table_name(&skald.table).set_item(Some(item)).send().await.unwrap();
+
+    // Then: replay --verify exits 1 and names that seq and the broken chain.
+    let tampered = skald.run(&["replay", &id, "--verify", "--json"]);
+    assert_eq!(tampered.status.code(), Some(1));
+    let verdict: Value = serde_json::from_slice(&tampered.stdout).unwrap();
+    assert_eq!((verdict["check"].as_str(), verdict["seq"].as_u64()), (Some("chain"), Some(seq)), "{verdict}");
+}

@@ -3,7 +3,7 @@
 //!
 //! Items:
 //! - an event: `pk = "deploy#<deploy>"`, `sk = seq`, with `type` (S), `v` (N), `at` (S, RFC 3339 as
-//!   [`Timestamp`] displays it), `body` (M, the JSON body through serde_dynamo), `hash` (S), and
+//!   [`Timestamp`] displays it), `body` (M, the JSON body through serde_dynamo), `state_hash` (S), `hash` (S), and
 //!   `floats` (M, only when the body holds floating-point numbers; see below);
 //! - a lock: `pk = "lock#<project>#<config>"`, `sk = 0`, with `owner` (S), `lease_until` (N, ms)
 //!   and `since` (N, ms);
@@ -86,6 +86,7 @@ const AT: &str = "at";
 const BODY: &str = "body";
 const FLOATS: &str = "floats";
 const HASH: &str = "hash";
+const STATE_HASH: &str = "state_hash";
 const OWNER: &str = "owner";
 const LEASE_UNTIL: &str = "lease_until";
 const SINCE: &str = "since";
@@ -161,6 +162,7 @@ pub fn event_item(deploy: &str, event: &StoredEvent) -> Result<HashMap<String, A
         (VERSION.to_string(), AttributeValue::N(event.v.to_string())),
         (AT.to_string(), AttributeValue::S(event.at.to_string())),
         (BODY.to_string(), body),
+        (STATE_HASH.to_string(), AttributeValue::S(event.state_hash.clone())),
         (HASH.to_string(), AttributeValue::S(event.hash.clone())),
     ]);
     let mut floats = HashMap::new();
@@ -196,6 +198,7 @@ pub fn event_from_item(item: &HashMap<String, AttributeValue>) -> Result<StoredE
         kind: string(item, TYPE).map_err(&error)?.to_string(),
         v: number(item, VERSION).map_err(&error)?,
         body,
+        state_hash: string(item, STATE_HASH).map_err(&error)?.to_string(),
         hash: string(item, HASH).map_err(&error)?.to_string(),
     })
 }
@@ -712,7 +715,15 @@ mod tests {
     use serde_json::json;
 
     fn stored(body: Value) -> StoredEvent {
-        StoredEvent { seq: 3, at: Timestamp(1_795_477_116_123), kind: "DeployRequested".into(), v: 1, body, hash: "ab".into() }
+        StoredEvent {
+            seq: 3,
+            at: Timestamp(1_795_477_116_123),
+            kind: "DeployRequested".into(),
+            v: 1,
+            body,
+            state_hash: "cd".into(),
+            hash: "ab".into(),
+        }
     }
 
     /// Given a body with floats, integers, strings, empty maps and lists, when it is written as an

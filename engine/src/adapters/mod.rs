@@ -7,9 +7,12 @@
 //! - `sqs`: the queue on SQS, with its dead-letter queue.
 //! - `aws`: the cloud on the EC2, Auto Scaling, ELB, IAM, STS and CloudWatch APIs.
 
+#[cfg(feature = "aws")]
 pub mod aws;
+#[cfg(feature = "aws")]
 pub mod dynamodb;
 pub mod local;
 pub mod memory;
 pub mod sim;
+#[cfg(feature = "aws")]
 pub mod sqs;

@@ -106,7 +106,7 @@ pub enum Event {
         min_size: u32,
         desired: u32,
     },
-    /// Health counts, recorded only when some service's counts changed.
+    /// Health counts, recorded at every check (the history doubles as the deploy's heartbeat).
     HealthObserved {
         services: BTreeMap<String, HealthCounts>,
     },
@@ -180,15 +180,50 @@ impl Event {
         }
     }
 
-    /// The schema version of this event's type. Every type starts at 1.
+    /// The schema version of this event's type, as this skald writes it.
     pub fn version(&self) -> u32 {
-        1
+        current_version(self.name()).expect("every event type has a version")
     }
 
     /// Events that end a deploy: nothing may follow them.
     pub fn is_terminal(&self) -> bool {
         matches!(self, Event::DeploySucceeded | Event::DeployFailed { .. })
     }
+}
+
+/// Every event type this skald knows, by its stored name.
+pub const EVENT_TYPES: [&str; 23] = [
+    "DeployRequested",
+    "ReleaseValidated",
+    "ReleaseRejected",
+    "LockAcquired",
+    "LockDenied",
+    "ResourcesResolved",
+    "ResourcesRejected",
+    "CommandStarted",
+    "CommandFailed",
+    "ServiceLaunched",
+    "CapacitySet",
+    "HealthObserved",
+    "ServicesHealthy",
+    "HaltRequested",
+    "TimedOut",
+    "TerminationsExceeded",
+    "Detached",
+    "DetachConfirmed",
+    "AsgDeleted",
+    "TeardownAbandoned",
+    "LockReleased",
+    "DeploySucceeded",
+    "DeployFailed",
+];
+
+/// The schema version this skald reads and writes for each event type; `None` for a type it
+/// does not know. Every type starts at 1. A change to a type's body bumps its version here and adds
+/// an upcast step from the old version (`crate::upcast`, outside this pure module), so that every
+/// history ever recorded keeps folding.
+pub fn current_version(kind: &str) -> Option<u32> {
+    EVENT_TYPES.contains(&kind).then_some(1)
 }
 
 /// An event as the log holds it: its place in the sequence and when the runner recorded it.

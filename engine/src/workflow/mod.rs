@@ -5,6 +5,7 @@
 //! `engine/tests/purity.rs` keeps it so). Time and ids come in as arguments. Everything that talks
 //! to the outside world lives in `runner` and `adapters`.
 
+pub mod audit;
 pub mod capacity;
 pub mod command;
 pub mod decide;

@@ -156,10 +156,28 @@ impl End {
 /// Why a history cannot be folded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FoldError {
-    Gap { expected: u64, found: u64 },
-    NotFirst { seq: u64, event: &'static str },
-    MissingRequest { seq: u64 },
-    AfterEnd { seq: u64, event: &'static str },
+    Gap {
+        expected: u64,
+        found: u64,
+    },
+    NotFirst {
+        seq: u64,
+        event: &'static str,
+    },
+    MissingRequest {
+        seq: u64,
+    },
+    AfterEnd {
+        seq: u64,
+        event: &'static str,
+    },
+    /// The event refers to something the history never introduced (a service that was never
+    /// resolved, an ASG that is not being torn down), or starts a command while one is pending.
+    Content {
+        seq: u64,
+        event: &'static str,
+        message: String,
+    },
 }
 
 impl fmt::Display for FoldError {
@@ -169,6 +187,7 @@ impl fmt::Display for FoldError {
             FoldError::NotFirst { seq, event } => write!(f, "seq {seq}: {event} may only be the first event"),
             FoldError::MissingRequest { seq } => write!(f, "seq {seq}: the history must start with DeployRequested"),
             FoldError::AfterEnd { seq, event } => write!(f, "seq {seq}: {event} follows the deploy's end"),
+            FoldError::Content { seq, event, message } => write!(f, "seq {seq}: {event} {message}"),
         }
     }
 }
@@ -183,8 +202,10 @@ pub fn fold<'a>(history: impl IntoIterator<Item = &'a Recorded>) -> Result<State
     })
 }
 
-/// The structural rules of a history, as errors rather than assertions: histories come from
-/// storage and files, which can be damaged.
+/// The rules a history must follow for `evolve` to apply its next event, as errors rather than
+/// assertions: histories come from storage and files, which can be damaged or forged. Structure
+/// first (first event, gapless sequence, nothing after the end), then references (every service
+/// and ASG an event names was introduced by an earlier event).
 pub fn check_shape(state: &State, recorded: &Recorded) -> Result<(), FoldError> {
     let seq = recorded.seq;
     if seq != state.seq + 1 {
@@ -195,6 +216,33 @@ pub fn check_shape(state: &State, recorded: &Recorded) -> Result<(), FoldError> 
         (1, false) => Err(FoldError::MissingRequest { seq }),
         (2.., true) => Err(FoldError::NotFirst { seq, event: recorded.event.name() }),
         _ if state.end.is_some() => Err(FoldError::AfterEnd { seq, event: recorded.event.name() }),
+        _ => check_references(state, &recorded.event).map_err(|message| FoldError::Content { seq, event: recorded.event.name(), message }),
+    }
+}
+
+/// What `apply` looks up must exist: these are the lookups it would otherwise panic on.
+fn check_references(state: &State, event: &Event) -> Result<(), String> {
+    let service = |name: &str| match state.services.contains_key(name) {
+        true => Ok(()),
+        false => Err(format!("names service `{name}`, which the deploy never resolved")),
+    };
+    let torn_down = |asg: &str| match state.teardown.iter().any(|t| t.asg == asg) {
+        true => Ok(()),
+        false => Err(format!("names ASG `{asg}`, which the deploy is not tearing down")),
+    };
+    match event {
+        Event::LockAcquired { .. } if state.request.is_none() => Err("comes before the request".into()),
+        Event::ResourcesResolved { .. } if state.resolved.is_some() => Err("resolves resources a second time".into()),
+        Event::CommandStarted { .. } if state.pending.is_some() => {
+            Err(format!("starts a command while `{}` is still pending", state.pending.as_ref().map_or("", Command::name)))
+        }
+        Event::CommandStarted { command: Command::Launch { spec } } => service(&spec.service),
+        Event::ServiceLaunched { service: name, .. } | Event::CapacitySet { service: name, .. } => service(name),
+        Event::HealthObserved { services } => services.keys().try_for_each(|name| service(name)),
+        Event::ServicesHealthy if state.resolved.is_none() => Err("comes before resources were resolved".into()),
+        Event::Detached { asg } | Event::DetachConfirmed { asg, .. } | Event::AsgDeleted { asg } | Event::TeardownAbandoned { asg, .. } => {
+            torn_down(asg)
+        }
         _ => Ok(()),
     }
 }

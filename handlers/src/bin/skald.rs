@@ -5,8 +5,8 @@
 use clap::{Parser, Subcommand};
 use skald_engine::ports::LockKey;
 use skald_engine::workflow::validate::validate;
-use skald_handlers::aws_env::AwsEnv;
-use skald_handlers::{commands, demo, demo_endpoint, release_file};
+use skald_handlers::aws_env::{AwsEnv, Overrides};
+use skald_handlers::{commands, demo, demo_endpoint, release_file, replay};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -15,6 +15,12 @@ use std::process::ExitCode;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// The AWS region (default: the standard chain's, e.g. AWS_REGION or the profile's).
+    #[arg(long, global = true)]
+    region: Option<String>,
+    /// The AWS profile to take credentials and region from (default: AWS_PROFILE or `default`).
+    #[arg(long, global = true)]
+    profile: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -58,6 +64,34 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Read a deploy's history back: its timeline, its state at a seq, its verification against
+    /// today's code, an HTML report. Reads the events table (read-only) or an NDJSON export.
+    #[command(group = clap::ArgGroup::new("source").required(true).args(["deploy", "file"]))]
+    Replay {
+        /// The deploy (its release id), read from the events table.
+        deploy: Option<String>,
+        /// An NDJSON export (`skald export`) instead of the table.
+        #[arg(long, value_name = "HISTORY.ndjson")]
+        file: Option<PathBuf>,
+        /// Show the folded state after this seq instead of the timeline.
+        #[arg(long, value_name = "SEQ")]
+        at: Option<u64>,
+        /// Check the sequence, the hash chain, every state and every decision against today's
+        /// code; exit 1 at the first failure, naming its seq.
+        #[arg(long)]
+        verify: bool,
+        /// Also write a self-contained HTML report of the deploy to FILE.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a deploy's history as NDJSON, one stored event per line (--json: one JSON array).
+    Export {
+        deploy: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Do the Lambda's work in a local long-poll loop (and sweep for stalled deploys); stops
     /// cleanly on SIGINT or SIGTERM.
     Worker {
@@ -77,21 +111,36 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let overrides = Overrides { region: cli.region, profile: cli.profile };
     match cli.command {
         Command::Validate { release } => validate_file(&release),
         Command::Deploy { release, wait, json } => {
-            on_aws(|env, out| Box::pin(async move { commands::deploy(&env, &release, wait, json, out).await }))
+            on_aws(&overrides, |env, out| Box::pin(async move { commands::deploy(&env, &release, wait, json, out).await }))
         }
-        Command::Halt { project, config, reason, json } => {
-            on_aws(|env, out| Box::pin(async move { commands::halt(&env, LockKey { project, config }, reason, json, out).await }))
-        }
+        Command::Halt { project, config, reason, json } => on_aws(&overrides, |env, out| {
+            Box::pin(async move { commands::halt(&env, LockKey { project, config }, reason, json, out).await })
+        }),
         Command::Status { project, config, json } => {
-            on_aws(|env, out| Box::pin(async move { commands::status(&env, LockKey { project, config }, json, out).await }))
+            on_aws(&overrides, |env, out| Box::pin(async move { commands::status(&env, LockKey { project, config }, json, out).await }))
         }
-        Command::History { project, config, limit, json } => {
-            on_aws(|env, out| Box::pin(async move { commands::history(&env, LockKey { project, config }, limit, json, out).await }))
+        Command::History { project, config, limit, json } => on_aws(&overrides, |env, out| {
+            Box::pin(async move { commands::history(&env, LockKey { project, config }, limit, json, out).await })
+        }),
+        Command::Replay { deploy: None, file: Some(path), at, verify, html, json } => {
+            let options = replay::Options { at, verify, html, json };
+            exit_code(replay::load_from_file(&path).and_then(|stored| replay::replay(&stored, &options, &mut std::io::stdout())))
         }
-        Command::Worker { sweep_secs } => on_aws(|env, out| {
+        Command::Replay { deploy, at, verify, html, json, .. } => {
+            let deploy = deploy.expect("clap requires a deploy or a file");
+            let options = replay::Options { at, verify, html, json };
+            on_aws(&overrides, |env, out| {
+                Box::pin(async move { replay::replay(&replay::load_from_table(&env, &deploy).await?, &options, out) })
+            })
+        }
+        Command::Export { deploy, json } => on_aws(&overrides, |env, out| {
+            Box::pin(async move { replay::export(&replay::load_from_table(&env, &deploy).await?, json, out) })
+        }),
+        Command::Worker { sweep_secs } => on_aws(&overrides, |env, out| {
             Box::pin(async move { commands::worker_loop(&env.runner()?, std::time::Duration::from_secs(sweep_secs), out).await })
         }),
         Command::Demo { endpoint: None } => exit_code(demo::run(&mut std::io::stdout().lock()).map_err(|e| e.to_string())),
@@ -106,11 +155,11 @@ fn main() -> ExitCode {
 type CommandFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool, String>> + 'a>>;
 
 /// Runs a command that talks to AWS (configured from the environment) on a tokio runtime.
-fn on_aws(command: impl for<'a> FnOnce(AwsEnv, &'a mut dyn std::io::Write) -> CommandFuture<'a>) -> ExitCode {
+fn on_aws(overrides: &Overrides, command: impl for<'a> FnOnce(AwsEnv, &'a mut dyn std::io::Write) -> CommandFuture<'a>) -> ExitCode {
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime starts");
     let mut stdout = std::io::stdout();
     exit_code(runtime.block_on(async {
-        let env = AwsEnv::load().await;
+        let env = AwsEnv::load_with(overrides).await;
         command(env, &mut stdout).await
     }))
 }

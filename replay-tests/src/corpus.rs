@@ -1,0 +1,284 @@
+//! The corpus: how its histories were made, so anyone can see (and rerun) what each one records.
+//!
+//! Each [`Scenario`] runs the real runner over the in-memory store and queue and the simulated
+//! cloud, on a virtual clock that starts at a fixed instant, with fixed release ids: the same code
+//! always records the same bytes. `cargo run -p skald-replay-tests --bin freeze-corpus` writes
+//! every scenario's history to `corpus/<name>.ndjson`, and [`broken`] variants of one of them to
+//! `corpus/broken/`. The files are then frozen: `tests/corpus.rs` replays them with whatever
+//! code is current, so a change that alters how an old history folds or what it decides fails.
+
+use skald_engine::adapters::local::{example_release, provision_example, Local};
+use skald_engine::adapters::memory::AppendFault;
+use skald_engine::adapters::sim::{Fate, Op, Timings};
+use skald_engine::codec::{self, StoredEvent};
+use skald_engine::workflow::release::Strategy;
+use skald_engine::workflow::{CloudError, Release, Timestamp};
+
+/// 2026-11-21T12:00:00Z: every corpus run starts here.
+pub const START: Timestamp = Timestamp(1_795_262_400_000);
+/// A bound on the messages one scenario may take, so a bug fails instead of spinning.
+const MESSAGES_MAX: usize = 5_000;
+
+/// One way a deploy can go, and the history it leaves.
+pub struct Scenario {
+    /// The file name, without `.ndjson`.
+    pub name: &'static str,
+    /// What the history shows, for the corpus's README and for people reading a failure.
+    pub shows: &'static str,
+    /// Runs the scenario and returns the history of the deploy it is about.
+    pub run: fn() -> Vec<StoredEvent>,
+}
+
+/// Every scenario in the corpus.
+pub fn scenarios() -> Vec<Scenario> {
+    vec![
+        Scenario { name: "success-multi-service", shows: "a first release of two services (web with a canary)", run: success_multi },
+        Scenario { name: "success-single-service", shows: "a release of one service", run: success_single },
+        Scenario {
+            name: "success-replacing-previous",
+            shows: "a second release: the old ASGs are detached, drained and deleted",
+            run: success_replacing,
+        },
+        Scenario { name: "step-rollout", shows: "Percent25Steps raises capacity a quarter at a time", run: step_rollout },
+        Scenario { name: "halt", shows: "a halt mid-deploy: FailureClean, what was launched is removed", run: halt },
+        Scenario { name: "timeout", shows: "never healthy: Timeout, FailureClean, the old release stays", run: timeout },
+        Scenario { name: "lock-denied", shows: "another deploy holds the lock: LockExists", run: lock_denied },
+        Scenario { name: "bad-release", shows: "an invalid release is rejected before the lock", run: bad_release },
+        Scenario { name: "resources-rejected", shows: "an AMI name matching two images: rejected after the lock", run: resources_rejected },
+        Scenario { name: "terminations", shows: "instances terminating past max_terms halt the deploy", run: terminations },
+        Scenario { name: "canary-failed", shows: "the canary instance dies: the rest is never launched", run: canary_failed },
+        Scenario { name: "failure-dirty", shows: "deletes refused for good: FailureDirty, the lock still released", run: failure_dirty },
+        Scenario {
+            name: "launch-refused",
+            shows: "the cloud refuses a launch for good: a Deploy error, its leftovers removed",
+            run: launch_refused,
+        },
+        Scenario {
+            name: "retried-and-resumed",
+            shows: "throttled health checks retried with backoff; a launch resumed after a lost append",
+            run: retried_and_resumed,
+        },
+    ]
+}
+
+/// The example release, user data inlined.
+pub fn release() -> Release {
+    let mut release = example_release();
+    release.user_data = Some("#!/bin/sh\necho {{SERVICE_NAME}} {{RELEASE_ID}}\n".into());
+    release
+}
+
+/// Corpus release ids: `n` formatted into 26 alphanumerics.
+pub fn id(n: u32) -> String {
+    format!("01JCORPUS{n:017}")
+}
+
+fn world(release: &Release) -> Local {
+    let local = Local::new(START, Timings::default());
+    provision_example(&local.cloud, release);
+    local
+}
+
+/// Delivers messages until `deploy` ends, and returns its stored history.
+fn finish(local: &Local, deploy: &str) -> Vec<StoredEvent> {
+    for _ in 0..MESSAGES_MAX {
+        if local.state(deploy).is_finished() {
+            return local.store.history(deploy);
+        }
+        assert!(local.deliver_next().is_some(), "the queue ran dry before deploy {deploy} ended");
+    }
+    panic!("deploy {deploy} did not end within {MESSAGES_MAX} messages");
+}
+
+/// Delivers messages until `deploy` has recorded an event of type `name`.
+fn until_event(local: &Local, deploy: &str, name: &str) {
+    for _ in 0..MESSAGES_MAX {
+        if local.history(deploy).iter().any(|r| r.event.name() == name) {
+            return;
+        }
+        assert!(local.deliver_next().is_some(), "the queue ran dry before {name}");
+    }
+    panic!("no {name} within {MESSAGES_MAX} messages");
+}
+
+/// Runs a first release to its end, then returns the world for a second.
+fn after_first_release(release: &Release) -> Local {
+    let local = world(release);
+    local.submit(release, &id(1));
+    finish(&local, &id(1));
+    local
+}
+
+fn deploy(release: &Release, setup: impl FnOnce(&Local)) -> Vec<StoredEvent> {
+    let local = world(release);
+    setup(&local);
+    local.submit(release, &id(1));
+    finish(&local, &id(1))
+}
+
+fn success_multi() -> Vec<StoredEvent> {
+    deploy(&release(), |_| {})
+}
+
+fn success_single() -> Vec<StoredEvent> {
+    let mut release = release();
+    release.services.remove("web");
+    deploy(&release, |_| {})
+}
+
+fn success_replacing() -> Vec<StoredEvent> {
+    let local = after_first_release(&release());
+    local.submit(&release(), &id(2));
+    finish(&local, &id(2))
+}
+
+fn step_rollout() -> Vec<StoredEvent> {
+    let mut release = release();
+    let web = &mut release.services.get_mut("web").expect("the example has web").autoscaling;
+    (web.min_size, web.max_size, web.spread, web.strategy) = (Some(8), Some(8), None, Some(Strategy::Percent25Steps));
+    deploy(&release, |_| {})
+}
+
+fn halt() -> Vec<StoredEvent> {
+    let release = release();
+    let local = world(&release);
+    local.submit(&release, &id(1));
+    until_event(&local, &id(1), "ServiceLaunched");
+    local.halt(&release, "wrong build");
+    finish(&local, &id(1))
+}
+
+fn timeout() -> Vec<StoredEvent> {
+    let local = after_first_release(&release());
+    local.cloud.set_fate(&id(2), Fate::NeverHealthy);
+    local.submit(&release(), &id(2));
+    finish(&local, &id(2))
+}
+
+fn lock_denied() -> Vec<StoredEvent> {
+    let release = release();
+    let local = world(&release);
+    local.submit(&release, &id(1));
+    until_event(&local, &id(1), "ServiceLaunched");
+    local.submit(&release, &id(2));
+    finish(&local, &id(2))
+}
+
+fn bad_release() -> Vec<StoredEvent> {
+    let mut release = release();
+    release.services.get_mut("web").expect("the example has web").autoscaling.min_size = Some(9);
+    deploy(&release, |_| {})
+}
+
+fn resources_rejected() -> Vec<StoredEvent> {
+    // An AMI named like the release's but not opted in: the name is ambiguous, nothing launches.
+    deploy(&release(), |local| local.cloud.add_image("ami-0ffffffffffffffff", &[("Name", "ubuntu")]))
+}
+
+fn terminations() -> Vec<StoredEvent> {
+    let mut release = release();
+    release.services.get_mut("worker").expect("the example has worker").autoscaling.max_terms = Some(0);
+    deploy(&release, |local| local.cloud.set_fate("worker", Fate::TerminatesAfterMs(60_000)))
+}
+
+fn canary_failed() -> Vec<StoredEvent> {
+    deploy(&release(), |local| local.cloud.set_fate("-web-", Fate::TerminatesAfterMs(60_000)))
+}
+
+fn failure_dirty() -> Vec<StoredEvent> {
+    deploy(&release(), |local| {
+        local.cloud.set_fate("-web-", Fate::NeverHealthy);
+        local.cloud.fail(Op::Delete, CloudError::permanent("AccessDenied", "not allowed"), None);
+    })
+}
+
+fn launch_refused() -> Vec<StoredEvent> {
+    // Every launch is refused: the deploy fails at the first, and still removes whatever that
+    // launch may have half-created before the refusal.
+    deploy(&release(), |local| local.cloud.fail(Op::Launch, CloudError::permanent("ValidationError", "bad instance type"), None))
+}
+
+fn retried_and_resumed() -> Vec<StoredEvent> {
+    let local = after_first_release(&release());
+    local.cloud.fail(Op::Observe, CloudError::transient("Throttling"), Some(3));
+    // Appends 1-4 (request .. resources) and 5 (web's launch intent) land; the 6th, the launch's
+    // outcome, is lost, as if the worker died between creating the ASG and recording it.
+    local.store.inject(&[None, None, None, None, None, Some(AppendFault::Refuse)]);
+    local.submit(&release(), &id(2));
+    finish(&local, &id(2))
+}
+
+/// A history made unverifiable on purpose, and what verification must say about it.
+pub struct Broken {
+    pub name: &'static str,
+    pub events: Vec<StoredEvent>,
+    /// Which check fails (`replay::Failure::check`) and at which seq.
+    pub check: &'static str,
+    pub seq: u64,
+}
+
+/// Damaged copies of `good` (a history with a launch), one per way a history can go wrong.
+pub fn broken(good: &[StoredEvent]) -> Vec<Broken> {
+    let launch = good.iter().position(|e| e.kind == "ServiceLaunched").expect("the history launches something");
+    let seq = good[launch].seq;
+    let more_instances = |e: &mut StoredEvent| e.body["desired"] = (e.body["desired"].as_u64().expect("desired is a number") + 5).into();
+
+    // Edited in place: the event's hash no longer matches its content.
+    let mut tampered = good.to_vec();
+    more_instances(&mut tampered[launch]);
+
+    // An event removed: the sequence has a gap.
+    let mut gap = good.to_vec();
+    gap.remove(launch);
+
+    // A type this skald does not know, chained properly (as a newer skald would write it).
+    let mut unknown = good.to_vec();
+    unknown[launch].kind = "ServiceTeleported".into();
+    rechain(&mut unknown, launch);
+
+    // A newer version of a known type, chained properly.
+    let mut newer = good.to_vec();
+    newer[launch].v += 1;
+    rechain(&mut newer, launch);
+
+    // A forger who rewrites the whole chain (hashes included) but not the recorded states: the
+    // state after the altered event is not the state the recording skald reached.
+    let mut forged_state = good.to_vec();
+    more_instances(&mut forged_state[launch]);
+    rechain(&mut forged_state, launch);
+
+    // A forger who recomputes the states too: today's decide would not have recorded it.
+    let mut forged_decision = good.to_vec();
+    more_instances(&mut forged_decision[launch]);
+    restate(&mut forged_decision, launch);
+
+    vec![
+        Broken { name: "tampered-event", events: tampered, check: "chain", seq },
+        Broken { name: "gap", events: gap, check: "sequence", seq: seq + 1 },
+        Broken { name: "unknown-type", events: unknown, check: "decode", seq },
+        Broken { name: "newer-version", events: newer, check: "decode", seq },
+        Broken { name: "forged-state", events: forged_state, check: "state", seq },
+        Broken { name: "forged-decision", events: forged_decision, check: "decision", seq },
+    ]
+}
+
+/// Recomputes every hash from `from` on, as someone with write access to the table could.
+fn rechain(events: &mut [StoredEvent], from: usize) {
+    for i in from..events.len() {
+        let previous = if i == 0 { String::new() } else { events[i - 1].hash.clone() };
+        events[i].hash = codec::chain_hash(&previous, &events[i]);
+    }
+}
+
+/// Recomputes every state hash and hash from `from` on by folding with today's code.
+fn restate(events: &mut [StoredEvent], from: usize) {
+    let recorded: Vec<_> = events.iter().map(|e| codec::decode(e).expect("restate needs a history that decodes")).collect();
+    let mut state = skald_engine::workflow::State::default();
+    for (i, r) in recorded.iter().enumerate() {
+        state = skald_engine::workflow::evolve(state, r);
+        if i >= from {
+            events[i].state_hash = codec::state_hash(&state);
+        }
+    }
+    rechain(events, from);
+}
