@@ -12,6 +12,8 @@ use std::fmt::Write;
 const CHART_WIDTH: f64 = 900.0;
 const CHART_HEIGHT: f64 = 160.0;
 const MARGIN_LEFT: f64 = 40.0;
+/// Room a phase's label needs on the time axis, per character.
+const PHASE_LABEL_PX_PER_CHAR: f64 = 6.5;
 
 /// One service's counts over time: (elapsed ms, value) points of a step function.
 #[derive(Default)]
@@ -50,7 +52,7 @@ pub fn html(recorded: &[Recorded], verdict: &Result<Verified, Failure>) -> Strin
     page.push_str(&escape(&verdict_line(verdict)));
     page.push_str("</pre>");
     page.push_str("<h2>Phases</h2>");
-    page.push_str(&phases_svg(recorded, start, total_ms));
+    page.push_str(&phases_section(recorded, start, total_ms));
     for (service, s) in &series {
         let _ = write!(page, "<h2>Service {}</h2>", escape(service));
         page.push_str(&service_svg(s, total_ms));
@@ -118,7 +120,7 @@ fn x(t: u64, total_ms: u64) -> f64 {
     MARGIN_LEFT + (CHART_WIDTH - MARGIN_LEFT - 10.0) * t as f64 / total_ms as f64
 }
 
-fn phases_svg(recorded: &[Recorded], start: Timestamp, total_ms: u64) -> String {
+fn phases_section(recorded: &[Recorded], start: Timestamp, total_ms: u64) -> String {
     let mut svg = format!("<svg viewBox=\"0 0 {CHART_WIDTH} 50\" width=\"{CHART_WIDTH}\" height=\"50\" role=\"img\">");
     for (i, phase) in replay::phases(recorded).iter().enumerate() {
         let (from, until) = (x(phase.from.ms_since(start), total_ms), x(phase.until.ms_since(start), total_ms));
@@ -131,9 +133,17 @@ fn phases_svg(recorded: &[Recorded], start: Timestamp, total_ms: u64) -> String 
             phase.from_seq,
             duration(phase.elapsed_ms())
         );
-        let _ = write!(svg, "<text x=\"{from:.1}\" y=\"40\" class=\"label\">{}</text>", phase.name);
+        // Phases of no length (a validation, a lock) would print their names over each other: they
+        // keep their tooltip and their row in the table below.
+        if width >= PHASE_LABEL_PX_PER_CHAR * phase.name.len() as f64 {
+            let _ = write!(svg, "<text x=\"{from:.1}\" y=\"40\" class=\"label\">{}</text>", phase.name);
+        }
     }
-    svg.push_str("</svg>");
+    svg.push_str("</svg><table><tr><th>phase</th><th>from</th><th>for</th></tr>");
+    for phase in replay::phases(recorded) {
+        let _ = write!(svg, "<tr><td>{}</td><td>#{}</td><td>{}</td></tr>", phase.name, phase.from_seq, duration(phase.elapsed_ms()));
+    }
+    svg.push_str("</table>");
     svg
 }
 
