@@ -131,7 +131,11 @@ impl<S: EventStore, Q: Queue, C: Cloud, K: Clock> Runner<S, Q, C, K> {
                 self.step(&deploy, Delivery { seen_seq: None, redelivered: true }).await
             }
             Message::HaltRequested { project, config, reason } => self.halt(LockKey { project, config }, reason, sender).await,
-            Message::Wake { deploy, seq } => self.step(&deploy, Delivery { seen_seq: Some(seq), redelivered }).await,
+            Message::Wake { deploy, seq } => {
+                // A deploy id is a release id: anything else is not a wake skald sent.
+                crate::workflow::names::check_release_id(&deploy).map_err(|e| RunError::Rejected(format!("deploy: {e}")))?;
+                self.step(&deploy, Delivery { seen_seq: Some(seq), redelivered }).await
+            }
         }
     }
 

@@ -447,6 +447,19 @@ fn a_crash_between_an_effect_and_its_record_is_resumed_without_leaking() {
 }
 
 #[test]
+fn a_wake_for_a_malformed_deploy_id_is_rejected_before_reading_the_store() {
+    let release = release();
+    let local = world(&release);
+    let reads_before = local.store.stats();
+
+    local.queue.push(&Message::Wake { deploy: "../../etc/passwd".into(), seq: 3 }, 0);
+    let handled = local.deliver_next().unwrap();
+
+    assert!(matches!(&handled.result, Err(RunError::Rejected(reason)) if reason.starts_with("deploy: ")), "{:?}", handled.result);
+    assert_eq!(local.store.stats(), reads_before, "the store was not touched");
+}
+
+#[test]
 fn duplicate_wakes_do_not_duplicate_work() {
     let release = release();
     let local = world(&release);
