@@ -4,6 +4,7 @@
 //! - [`ports`] are the traits the runner needs from the outside world.
 //! - [`runner`] performs one step of a deploy: load, fold, decide, execute, append, wake.
 //! - [`adapters`] implement the ports: in memory, a simulated cloud, DynamoDB and SQS.
+//! - [`notify`] turns a deploy's transitions into notifications (and Slack messages).
 //! - [`codec`] is the wire form of releases and events, and the hash chain.
 //! - [`replay`] reads a stored history back: fold to any seq, phases, verification.
 //! - [`upcast`] brings events written by older skalds up to today's schema.
@@ -14,6 +15,7 @@
 pub mod adapters;
 pub mod codec;
 pub mod message;
+pub mod notify;
 pub mod ports;
 pub mod replay;
 pub mod runner;

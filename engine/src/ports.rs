@@ -6,6 +6,7 @@
 
 use crate::codec::{Snapshot, StoredEvent};
 use crate::message::Message;
+use crate::notify::Notification;
 use crate::workflow::command::HealthTarget;
 use crate::workflow::health::ServiceReport;
 use crate::workflow::resources::{Lookup, Query};
@@ -109,6 +110,12 @@ pub trait EventStore {
 
     /// Deploys of a project-config, newest first, at most `limit`.
     fn deploys(&self, key: &LockKey, limit: usize) -> impl Future<Output = Result<Vec<IndexEntry>, StoreError>> + Send;
+
+    /// The deploy's notification cursor: every transition up to this seq was published (0: none).
+    fn notified(&self, deploy: &str) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Moves the cursor forward to `seq`; a cursor already further on stays where it is.
+    fn mark_notified(&self, deploy: &str, seq: u64) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -147,6 +154,12 @@ pub trait Cloud {
 
     /// Deletes the ASG (terminating its instances) and the launch template; gone already is done.
     fn delete(&self, asg: &str, launch_template: Option<&str>) -> impl Future<Output = Result<(), CloudError>> + Send;
+
+    /// Whether transitions are published at all (a deployer may have nowhere to send them).
+    fn notifies(&self) -> bool;
+
+    /// Publishes one transition (SNS, EventBridge; see `crate::notify`). May be repeated.
+    fn notify(&self, notification: &Notification) -> impl Future<Output = Result<(), CloudError>> + Send;
 }
 
 /// The only source of "now" the runner has.

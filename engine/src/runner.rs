@@ -8,7 +8,7 @@
 use crate::codec::{self, Snapshot, StoredEvent};
 use crate::message::Message;
 use crate::ports::{Append, AppendError, Clock, Cloud, EventStore, IndexEntry, LockKey, LockOp, Queue, QueueError, StoreError};
-use crate::workflow::command::{Command, Outcome};
+use crate::workflow::command::{CloudError, Command, Outcome};
 use crate::workflow::event::{Event, Freshness, Recorded};
 use crate::workflow::{decide, evolve, record, Decision, End, Next, State, Timestamp};
 use std::fmt;
@@ -78,6 +78,8 @@ pub enum RunError {
     },
     /// The message can never succeed, e.g. a release id already used for another release.
     Rejected(String),
+    /// A transition could not be published; the message is retried, and publishes it then.
+    Notify(CloudError),
 }
 
 impl fmt::Display for RunError {
@@ -87,6 +89,7 @@ impl fmt::Display for RunError {
             RunError::Queue(e) => e.fmt(f),
             RunError::Corrupt { deploy, message } => write!(f, "deploy {deploy}: history cannot be read: {message}"),
             RunError::Rejected(reason) => write!(f, "rejected: {reason}"),
+            RunError::Notify(e) => write!(f, "publishing a transition: {e}"),
         }
     }
 }
@@ -125,6 +128,14 @@ impl<S: EventStore, Q: Queue, C: Cloud, K: Clock> Runner<S, Q, C, K> {
     /// Handles one message. `sender` is the authenticated principal that sent it, if known;
     /// `redelivered` says the queue delivered this message before.
     pub async fn handle(&self, message: Message, sender: Option<String>, redelivered: bool) -> Result<Handled, RunError> {
+        let handled = self.handle_message(message, sender, redelivered).await?;
+        if let Handled::Waiting { deploy, .. } | Handled::Finished { deploy, .. } | Handled::Superseded { deploy } = &handled {
+            self.publish_transitions(deploy).await?;
+        }
+        Ok(handled)
+    }
+
+    async fn handle_message(&self, message: Message, sender: Option<String>, redelivered: bool) -> Result<Handled, RunError> {
         match message {
             Message::DeployRequested { release, release_id, created_at } => {
                 let deploy = self.request(*release, release_id, created_at, sender).await?;
@@ -216,6 +227,35 @@ impl<S: EventStore, Q: Queue, C: Cloud, K: Clock> Runner<S, Q, C, K> {
             }
         }
         Ok(sweep)
+    }
+
+    /// Publishes the deploy's transitions recorded since its notification cursor, moving the
+    /// cursor after each (see `crate::notify`). Reads the latest snapshot and the events after it,
+    /// like a step; only a cursor left behind the snapshot (publishing was failing for a while)
+    /// makes it read the whole history.
+    async fn publish_transitions(&self, deploy: &str) -> Result<(), RunError> {
+        if !self.cloud.notifies() {
+            return Ok(());
+        }
+        let cursor = self.store.notified(deploy).await?;
+        let corrupt = |message| RunError::Corrupt { deploy: deploy.to_string(), message };
+        let tail = self.store.load_tail(deploy).await?;
+        let last_seq = tail.events.last().map(|e| e.seq).or(tail.snapshot.as_ref().map(|s| s.seq)).unwrap_or(0);
+        if last_seq <= cursor {
+            return Ok(());
+        }
+        let from_snapshot = tail.snapshot.as_ref().filter(|s| s.seq <= cursor).and_then(|s| Some((s.state()?, s.hash.clone())));
+        let (recorded, start) = match from_snapshot {
+            Some((state, hash)) => (codec::read_after(state.clone(), &hash, &tail.events).map_err(corrupt)?.0, state),
+            None => (codec::read_history(&self.store.load(deploy).await?).map_err(corrupt)?.0, State::default()),
+        };
+        for notification in crate::notify::transitions(start, &recorded, cursor) {
+            self.cloud.notify(&notification).await.map_err(RunError::Notify)?;
+            self.store.mark_notified(deploy, notification.seq).await?;
+        }
+        // Events that changed no phase need no notification: the next message starts after them.
+        self.store.mark_notified(deploy, last_seq).await?;
+        Ok(())
     }
 
     /// Steps a deploy until it waits, ends, or has done `ACTIONS_PER_MESSAGE_MAX` actions.

@@ -1,7 +1,7 @@
 //! Where the commands that talk to AWS find it: the standard AWS configuration chain (profiles,
 //! `AWS_REGION`, `AWS_ENDPOINT_URL`, …) and skald's own variables.
 
-use skald_engine::adapters::aws::AwsCloud;
+use skald_engine::adapters::aws::{AwsCloud, Destination};
 use skald_engine::adapters::dynamodb::DynamoStore;
 use skald_engine::adapters::memory::SystemClock;
 use skald_engine::adapters::sqs::SqsQueue;
@@ -13,6 +13,10 @@ pub const TABLE_VAR: &str = "SKALD_TABLE";
 pub const TABLE_DEFAULT: &str = "skald-events";
 /// The inbox queue's URL. No default: sending to the wrong queue would be worse than an error.
 pub const QUEUE_URL_VAR: &str = "SKALD_QUEUE_URL";
+
+/// Where every deploy's transitions are published: `sns:<topic ARN>` or
+/// `eventbridge:<bus name or ARN>`. Unset: nowhere.
+pub const NOTIFY_VAR: &str = "SKALD_NOTIFY";
 
 /// How old (seconds) a request's `created_at` may be when it arrives; default 900 (15 minutes).
 pub const MAX_AGE_VAR: &str = "SKALD_CREATED_AT_MAX_AGE_SECS";
@@ -65,12 +69,21 @@ impl AwsEnv {
         Ok(SqsQueue::new(aws_sdk_sqs::Client::new(&self.config), url))
     }
 
+    /// The cloud, publishing transitions where `SKALD_NOTIFY` says (nowhere when it is unset).
+    pub fn cloud(&self) -> Result<AwsCloud, String> {
+        let cloud = AwsCloud::new(&self.config);
+        match std::env::var(NOTIFY_VAR).ok().filter(|d| !d.is_empty()) {
+            Some(text) => Ok(cloud.with_notifications(&self.config, Destination::parse(&text).map_err(|e| format!("{NOTIFY_VAR}: {e}"))?)),
+            None => Ok(cloud),
+        }
+    }
+
     /// The whole runner, as the worker and the Lambda use it.
     pub fn runner(&self) -> Result<AwsRunner, String> {
         Ok(Runner {
             store: self.store(),
             queue: self.queue()?,
-            cloud: AwsCloud::new(&self.config),
+            cloud: self.cloud()?,
             clock: SystemClock,
             config: RunnerConfig { freshness: freshness()? },
         })

@@ -225,3 +225,29 @@ fn replay_refuses_a_file_that_is_not_a_history_naming_the_line() {
     assert!(stderr.contains("line 1: unknown field `surprise`"), "{stderr}");
     assert_eq!(neither.status.code(), Some(2), "a deploy id or --file is required");
 }
+
+#[test]
+fn slack_format_turns_a_published_notification_into_a_slack_message() {
+    let dir = scratch("slack-format");
+    let file = dir.join("notification.json");
+    let notification = serde_json::json!({
+        "schema": "skald.notification/1", "deploy": "01JSLACK000000000000000000", "project": "coinbase/deploy-test",
+        "config": "production", "seq": 43, "at": "2026-11-21T12:12:30.000Z", "phase": "cleaning up after a failure",
+        "previous_phase": "deploying", "end": null, "error": "Timeout", "reason": "services were not healthy within 600 s",
+        "failure": true, "requested_by": "AIDAEXAMPLE", "release_digest": "ab"
+    });
+    std::fs::write(&file, notification.to_string()).unwrap();
+    let other = dir.join("other.json");
+    std::fs::write(&other, notification.to_string().replace("skald.notification/1", "skald.notification/9")).unwrap();
+
+    let out = skald(&["slack-format", file.to_str().unwrap()]);
+    let refused = skald(&["slack-format", other.to_str().unwrap()]);
+
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let message: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let text = message["text"].as_str().unwrap();
+    assert!(text.starts_with(":x: *coinbase/deploy-test production*: cleaning up after a failure"), "{text}");
+    assert!(message["blocks"][1]["elements"][0]["text"].as_str().unwrap().contains("Timeout: services were not healthy"));
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("skald.notification/9"));
+}

@@ -211,6 +211,14 @@ impl EventStore for PanicsOnAppend {
     fn deploys(&self, key: &LockKey, limit: usize) -> impl Future<Output = Result<Vec<IndexEntry>, StoreError>> + Send {
         self.inner.deploys(key, limit)
     }
+
+    fn notified(&self, deploy: &str) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        self.inner.notified(deploy)
+    }
+
+    fn mark_notified(&self, deploy: &str, seq: u64) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.inner.mark_notified(deploy, seq)
+    }
 }
 
 // Pins: a panic while handling one record fails that record only; the records before and after

@@ -7,6 +7,8 @@
 //!   `floats` (M, only when the body holds floating-point numbers; see below);
 //! - a lock: `pk = "lock#<project>#<config>"`, `sk = 0`, with `owner` (S), `lease_until` (N, ms)
 //!   and `since` (N, ms);
+//! - a notification cursor: `pk = "notified#<deploy>"`, `sk = 0`, with `seq` (N): every transition
+//!   up to that seq was published; only ever moved forward (a conditional put);
 //! - an index entry: `pk = "index#<project>#<config>"`, `sk = created_at_ms * 1_000_000 + n` where
 //!   `n < 1_000_000` comes from the sha256 of the deploy id, with `deploy` (S) and `created_at`
 //!   (S, RFC 3339). Entries sort by creation time and two deploys collide only if they were created
@@ -86,6 +88,8 @@ const AT: &str = "at";
 const BODY: &str = "body";
 const FLOATS: &str = "floats";
 const HASH: &str = "hash";
+/// The notification cursor's attribute: the last seq whose transition was published.
+const NOTIFIED_SEQ: &str = "seq";
 const STATE_HASH: &str = "state_hash";
 const OWNER: &str = "owner";
 const LEASE_UNTIL: &str = "lease_until";
@@ -619,6 +623,53 @@ impl DynamoStore {
     }
 }
 
+impl DynamoStore {
+    /// The deploy's notification cursor: one small item beside its events (never an event).
+    async fn notification_cursor(&self, deploy: String) -> Result<u64, StoreError> {
+        let read = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(PK, AttributeValue::S(notified_pk(&deploy)))
+            .key(SK, AttributeValue::N("0".into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError(format!("reading {}: {}", notified_pk(&deploy), DisplayErrorContext(&e))))?;
+        match read.item() {
+            Some(item) => number(item, NOTIFIED_SEQ).map_err(StoreError),
+            None => Ok(0),
+        }
+    }
+
+    /// Moves the cursor forward only: the condition keeps a slower worker from moving it back.
+    async fn advance_notification_cursor(&self, deploy: String, seq: u64) -> Result<(), StoreError> {
+        let written = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item(PK, AttributeValue::S(notified_pk(&deploy)))
+            .item(SK, AttributeValue::N("0".into()))
+            .item(NOTIFIED_SEQ, AttributeValue::N(seq.to_string()))
+            .condition_expression("attribute_not_exists(#pk) OR #seq < :seq")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#seq", NOTIFIED_SEQ)
+            .expression_attribute_values(":seq", AttributeValue::N(seq.to_string()))
+            .send()
+            .await;
+        match written {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(()),
+            Err(e) => Err(StoreError(format!("writing {}: {}", notified_pk(&deploy), DisplayErrorContext(&e)))),
+        }
+    }
+}
+
+/// The partition key of a deploy's notification cursor.
+pub fn notified_pk(deploy: &str) -> String {
+    format!("notified#{deploy}")
+}
+
 fn describe_reason(reason: &CancellationReason) -> String {
     match reason.message() {
         Some(message) => format!("{} ({message})", reason.code().unwrap_or("?")),
@@ -652,6 +703,14 @@ impl EventStore for DynamoStore {
 
     fn deploys(&self, key: &LockKey, limit: usize) -> impl Future<Output = Result<Vec<IndexEntry>, StoreError>> + Send {
         self.index_entries(key.clone(), limit)
+    }
+
+    fn notified(&self, deploy: &str) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        self.notification_cursor(deploy.to_string())
+    }
+
+    fn mark_notified(&self, deploy: &str, seq: u64) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.advance_notification_cursor(deploy.to_string(), seq)
     }
 }
 

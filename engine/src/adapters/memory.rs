@@ -67,6 +67,7 @@ struct Tables {
     snapshots: BTreeMap<String, Vec<Snapshot>>,
     locks: BTreeMap<LockKey, LockItem>,
     index: BTreeMap<LockKey, Vec<IndexEntry>>,
+    notified: BTreeMap<String, u64>,
 }
 
 /// Counts of what the store was asked to do: the numbers that decide a real table's cost.
@@ -245,6 +246,18 @@ impl EventStore for MemoryStore {
         entries.truncate(limit);
         async move { Ok(entries) }
     }
+
+    fn notified(&self, deploy: &str) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        let seq = self.tables.lock().unwrap().notified.get(deploy).copied().unwrap_or(0);
+        async move { Ok(seq) }
+    }
+
+    fn mark_notified(&self, deploy: &str, seq: u64) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let mut tables = self.tables.lock().unwrap();
+        let cursor = tables.notified.entry(deploy.to_string()).or_insert(0);
+        *cursor = (*cursor).max(seq);
+        async move { Ok(()) }
+    }
 }
 
 /// A message handed to a consumer, with what SQS would tell it.
@@ -353,6 +366,14 @@ impl<T: EventStore + Sync> EventStore for Arc<T> {
 
     fn deploys(&self, key: &LockKey, limit: usize) -> impl Future<Output = Result<Vec<IndexEntry>, StoreError>> + Send {
         (**self).deploys(key, limit)
+    }
+
+    fn notified(&self, deploy: &str) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        (**self).notified(deploy)
+    }
+
+    fn mark_notified(&self, deploy: &str, seq: u64) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).mark_notified(deploy, seq)
     }
 }
 

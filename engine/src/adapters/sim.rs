@@ -5,6 +5,7 @@
 //! It answers the same questions the AWS adapter will, in the same shapes, so the runner cannot
 //! tell them apart; it is how the workflow is tested end to end without a network.
 
+use crate::notify::Notification;
 use crate::ports::{Clock, Cloud};
 use crate::workflow::command::HealthTarget;
 use crate::workflow::health::{InstanceReport, ServiceReport};
@@ -38,6 +39,7 @@ pub enum Op {
     Detach,
     IsDetached,
     Delete,
+    Notify,
 }
 
 #[derive(Clone, Debug)]
@@ -109,6 +111,9 @@ struct World {
     next_instance: u64,
     calls: Vec<String>,
     timings: Timings,
+    /// Whether transitions are published, and those that were (in order, repeats included).
+    notifying: bool,
+    notifications: Vec<Notification>,
 }
 
 /// The simulated cloud. Cloning shares the world.
@@ -122,6 +127,16 @@ impl SimCloud {
     pub fn new(clock: Arc<dyn Clock + Send + Sync>, timings: Timings) -> SimCloud {
         let world = World { account_id: "123456789012".into(), region: "us-east-1".into(), timings, ..World::default() };
         SimCloud { clock, world: Arc::new(Mutex::new(world)) }
+    }
+
+    /// Publishes transitions from now on (off by default, as for a deployer with no topic).
+    pub fn enable_notifications(&self) {
+        self.with(|w| w.notifying = true);
+    }
+
+    /// Every notification published, in order, repeats included.
+    pub fn notifications(&self) -> Vec<Notification> {
+        self.with(|w| w.notifications.clone())
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut World) -> T) -> T {
@@ -415,6 +430,16 @@ impl Cloud for SimCloud {
                 }
             })
         });
+        async move { result }
+    }
+
+    fn notifies(&self) -> bool {
+        self.with(|w| w.notifying)
+    }
+
+    fn notify(&self, notification: &Notification) -> impl Future<Output = Result<(), CloudError>> + Send {
+        let result = self.enter(Op::Notify, format!("notify {} {}", notification.deploy, notification.phase));
+        let result = result.map(|()| self.with(|w| w.notifications.push(notification.clone())));
         async move { result }
     }
 }

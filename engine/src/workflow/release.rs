@@ -42,6 +42,9 @@ pub struct Release {
     pub aws_account_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aws_region: Option<String>,
+    /// Publish only this deploy's failures, not its other transitions (failures are always sent).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skip_notifications: bool,
 }
 
 impl Release {

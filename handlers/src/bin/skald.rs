@@ -3,6 +3,7 @@
 //! Exit codes: 0 success; 1 the deploy or the input failed; 2 usage (clap's own).
 
 use clap::{Parser, Subcommand};
+use skald_engine::notify::Notification;
 use skald_engine::ports::LockKey;
 use skald_engine::workflow::validate::validate;
 use skald_handlers::aws_env::{AwsEnv, Overrides};
@@ -92,6 +93,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Turn a notification (`skald.notification/1` JSON, as published to SNS or EventBridge) into
+    /// a Slack message payload, for a webhook or `chat.postMessage`.
+    SlackFormat {
+        /// The notification; `-` or nothing reads standard input.
+        file: Option<PathBuf>,
+    },
     /// Do the Lambda's work in a local long-poll loop (and sweep for stalled deploys); stops
     /// cleanly on SIGINT or SIGTERM.
     Worker {
@@ -140,6 +147,7 @@ fn main() -> ExitCode {
         Command::Export { deploy, json } => on_aws(&overrides, |env, out| {
             Box::pin(async move { replay::export(&replay::load_from_table(&env, &deploy).await?, json, out) })
         }),
+        Command::SlackFormat { file } => exit_code(slack_format(file.as_deref())),
         Command::Worker { sweep_secs } => on_aws(&overrides, |env, out| {
             Box::pin(async move { commands::worker_loop(&env.runner()?, std::time::Duration::from_secs(sweep_secs), out).await })
         }),
@@ -189,4 +197,17 @@ fn validate_file(path: &std::path::Path) -> ExitCode {
         println!("error: {problem}");
     }
     ExitCode::from(1)
+}
+
+fn slack_format(file: Option<&std::path::Path>) -> Result<bool, String> {
+    let text = match file.filter(|f| f.as_os_str() != "-") {
+        Some(path) => std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?,
+        None => std::io::read_to_string(std::io::stdin()).map_err(|e| format!("standard input: {e}"))?,
+    };
+    let notification: Notification = serde_json::from_str(&text).map_err(|e| format!("not a skald notification: {e}"))?;
+    if notification.schema != skald_engine::notify::SCHEMA {
+        return Err(format!("schema `{}`; this skald formats `{}`", notification.schema, skald_engine::notify::SCHEMA));
+    }
+    println!("{}", skald_engine::notify::slack(&notification));
+    Ok(true)
 }

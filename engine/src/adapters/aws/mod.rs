@@ -1,4 +1,5 @@
-//! The cloud on the real AWS APIs: EC2, Auto Scaling, classic ELB, ELBv2, IAM, STS and CloudWatch.
+//! The cloud on the real AWS APIs: EC2, Auto Scaling, classic ELB, ELBv2, IAM, STS and CloudWatch,
+//! and SNS or EventBridge for notifications.
 //!
 //! Invariants:
 //! - Every create is idempotent: what exists already under our deterministic name and carries our
@@ -16,11 +17,14 @@
 mod errors;
 mod launch;
 mod lookup;
+mod notify;
 mod observe;
 mod provision;
 
 pub use errors::{cloud_error, is_missing};
+pub use notify::{Destination, EVENT_DETAIL_TYPE, EVENT_SOURCE};
 
+use crate::notify::Notification;
 use crate::ports::Cloud;
 use crate::workflow::command::HealthTarget;
 use crate::workflow::health::ServiceReport;
@@ -41,6 +45,8 @@ pub struct AwsCloud {
     sts: aws_sdk_sts::Client,
     cloudwatch: aws_sdk_cloudwatch::Client,
     region: String,
+    /// Where transitions are published; nowhere unless configured.
+    publisher: Option<notify::Publisher>,
 }
 
 impl AwsCloud {
@@ -54,7 +60,14 @@ impl AwsCloud {
             sts: aws_sdk_sts::Client::new(config),
             cloudwatch: aws_sdk_cloudwatch::Client::new(config),
             region: config.region().map(ToString::to_string).unwrap_or_else(|| "us-east-1".to_string()),
+            publisher: None,
         }
+    }
+
+    /// The same cloud, publishing every transition to `destination`.
+    pub fn with_notifications(mut self, config: &aws_config::SdkConfig, destination: Destination) -> AwsCloud {
+        self.publisher = Some(notify::Publisher::new(config, destination));
+        self
     }
 }
 
@@ -85,5 +98,20 @@ impl Cloud for AwsCloud {
 
     fn delete(&self, asg: &str, launch_template: Option<&str>) -> impl Future<Output = Result<(), CloudError>> + Send {
         self.delete_service(asg, launch_template)
+    }
+
+    fn notifies(&self) -> bool {
+        self.publisher.is_some()
+    }
+
+    fn notify(&self, notification: &Notification) -> impl Future<Output = Result<(), CloudError>> + Send {
+        let publisher = self.publisher.clone();
+        let notification = notification.clone();
+        async move {
+            match publisher {
+                Some(publisher) => publisher.publish(&notification).await,
+                None => Ok(()),
+            }
+        }
     }
 }
