@@ -95,21 +95,23 @@ pub fn decode(stored: &StoredEvent) -> Result<Recorded, DecodeError> {
     let kind = &stored.kind;
     let current = current_version(kind).ok_or_else(|| error(format!("unknown event type `{kind}` (written by a newer skald?)")))?;
     let body = upcast::to_current(kind, stored.v, stored.body.clone(), current, upcast::STEPS).map_err(error)?;
-    let mut tagged = serde_json::Map::new();
-    tagged.insert("type".into(), Value::String(kind.clone()));
-    let is_unit_body = body.as_object().is_some_and(|o| o.is_empty());
-    if !is_unit_body {
-        tagged.insert("body".into(), body.clone());
-    }
-    let event: Event = match serde_json::from_value(Value::Object(tagged.clone())) {
-        Ok(event) => event,
-        // Unit events are stored with an empty body; some types need one even when empty.
-        Err(_) if is_unit_body => {
-            tagged.insert("body".into(), body);
-            serde_json::from_value(Value::Object(tagged)).map_err(|e| error(format!("{kind} body: {e}")))?
+    let tagged = |body: Option<Value>| {
+        let mut map = serde_json::Map::new();
+        map.insert("type".into(), Value::String(kind.clone()));
+        if let Some(body) = body {
+            map.insert("body".into(), body);
         }
-        Err(e) => return Err(error(format!("{kind} body: {e}"))),
+        Value::Object(map)
     };
+    // Unit events are stored with an empty body and read without one; an empty body that is not
+    // a unit event's (every field defaulted) is read as a body. One clone of the body, no more:
+    // this runs once per event on every read.
+    let event: Event = if body.as_object().is_some_and(|o| o.is_empty()) {
+        serde_json::from_value(tagged(None)).or_else(|_| serde_json::from_value(tagged(Some(body))))
+    } else {
+        serde_json::from_value(tagged(Some(body)))
+    }
+    .map_err(|e| error(format!("{kind} body: {e}")))?;
     Ok(Recorded { seq: stored.seq, at: stored.at, event })
 }
 
