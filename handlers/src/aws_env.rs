@@ -14,6 +14,10 @@ pub const TABLE_DEFAULT: &str = "skald-events";
 /// The inbox queue's URL. No default: sending to the wrong queue would be worse than an error.
 pub const QUEUE_URL_VAR: &str = "SKALD_QUEUE_URL";
 
+/// The role assumed in another account for a release whose `aws_account_id` names it; default
+/// `skald-deployer` (infra/target-account.yaml creates it).
+pub const TARGET_ROLE_VAR: &str = "SKALD_TARGET_ROLE_NAME";
+
 /// How old (seconds) a request's `created_at` may be when it arrives; default 900 (15 minutes).
 pub const MAX_AGE_VAR: &str = "SKALD_CREATED_AT_MAX_AGE_SECS";
 /// How far (seconds) a request's `created_at` may lie ahead of the worker's clock; default 120.
@@ -51,10 +55,19 @@ impl AwsEnv {
         Ok(Runner {
             store: self.store(),
             queue: self.queue()?,
-            cloud: AwsCloud::new(&self.config),
+            cloud: cloud(&self.config),
             clock: SystemClock,
             config: RunnerConfig { freshness: freshness()? },
         })
+    }
+}
+
+/// The cloud on AWS, assuming `SKALD_TARGET_ROLE_NAME` (or the default) in target accounts.
+pub fn cloud(config: &aws_config::SdkConfig) -> AwsCloud {
+    let cloud = AwsCloud::new(config);
+    match std::env::var(TARGET_ROLE_VAR) {
+        Ok(name) if !name.trim().is_empty() => cloud.with_target_role(name.trim()),
+        _ => cloud,
     }
 }
 
