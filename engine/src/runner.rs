@@ -39,22 +39,18 @@ pub struct Runner<S, Q, C, K> {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Handled {
     /// The deploy waits until `until`; a wake is scheduled if this worker owns the timer.
-    Waiting {
-        deploy: String,
-        until: Timestamp,
-    },
+    Waiting { deploy: String, until: Timestamp },
     Finished {
         deploy: String,
         end: Option<End>,
+        /// This message appended the end (rather than finding the deploy already finished): what
+        /// reports an end once, such as the Lambda's FailureDirty metric, looks at this.
+        ended_now: bool,
     },
     /// Another worker appended first; it carries the deploy on.
-    Superseded {
-        deploy: String,
-    },
+    Superseded { deploy: String },
     /// The message asks for nothing that can be done (a halt with no running deploy).
-    Ignored {
-        reason: String,
-    },
+    Ignored { reason: String },
 }
 
 /// What a sweep did.
@@ -265,7 +261,12 @@ impl<S: EventStore, Q: Queue, C: Cloud, K: Clock> Runner<S, Q, C, K> {
         for _ in 0..ACTIONS_PER_MESSAGE_MAX {
             let now = self.clock.now();
             let result = match decide(&loaded.state, now) {
-                Decision::Finished => return Ok(Handled::Finished { deploy: deploy.to_string(), end: loaded.state.end.clone() }),
+                Decision::Finished => {
+                    // A finished history takes no more events, so if this message appended any,
+                    // the last of them was the end.
+                    let ended_now = loaded.state.seq > seq_at_start;
+                    return Ok(Handled::Finished { deploy: deploy.to_string(), end: loaded.state.end.clone(), ended_now });
+                }
                 Decision::Wait { until } => return self.wait(&loaded, until, now, delivery, seq_at_start).await,
                 Decision::Emit(events) => self.append(&mut loaded, events, now, None).await,
                 Decision::Act(command) => match self.act(&mut loaded, command, now).await {
@@ -325,17 +326,34 @@ impl<S: EventStore, Q: Queue, C: Cloud, K: Clock> Runner<S, Q, C, K> {
                 let key = LockKey { project: project.clone(), config: config.clone() };
                 (Outcome::LockReleased, Some(LockOp::Release { key, owner: owner() }))
             }
-            Command::ResolveResources { query } => (Outcome::Looked(self.cloud.lookup(query).await), None),
-            Command::Launch { spec } => (Outcome::Done(self.cloud.launch(spec, &state.user_data(&spec.service)).await), None),
-            Command::SetCapacity { asg, min_size, desired, .. } => {
-                (Outcome::Done(self.cloud.set_capacity(asg, *min_size, *desired).await), None)
+            _ => (self.execute_in_cloud(state, command).await, None),
+        }
+    }
+
+    /// Runs a cloud command in the account the deploy's release names. Failing to reach that
+    /// account (the role cannot be assumed) is the command's failure, retried like any other.
+    async fn execute_in_cloud(&self, state: &State, command: &Command) -> Outcome {
+        let account = state.request.as_ref().and_then(|r| r.release.aws_account_id.as_deref());
+        let cloud = match self.cloud.in_account(account).await {
+            Ok(cloud) => cloud,
+            Err(error) => {
+                return match command {
+                    Command::ResolveResources { .. } => Outcome::Looked(Err(error)),
+                    Command::ObserveHealth { .. } => Outcome::Health(Err(error)),
+                    Command::CheckDetached { .. } => Outcome::Detached(Err(error)),
+                    _ => Outcome::Done(Err(error)),
+                }
             }
-            Command::ObserveHealth { targets } => (Outcome::Health(self.cloud.observe(targets).await), None),
-            Command::Detach { asg, elbs, target_groups } => (Outcome::Done(self.cloud.detach(asg, elbs, target_groups).await), None),
-            Command::CheckDetached { asg, elbs, target_groups } => {
-                (Outcome::Detached(self.cloud.is_detached(asg, elbs, target_groups).await), None)
-            }
-            Command::Delete { asg, launch_template } => (Outcome::Done(self.cloud.delete(asg, launch_template.as_deref()).await), None),
+        };
+        match command {
+            Command::ResolveResources { query } => Outcome::Looked(cloud.lookup(query).await),
+            Command::Launch { spec } => Outcome::Done(cloud.launch(spec, &state.user_data(&spec.service)).await),
+            Command::SetCapacity { asg, min_size, desired, .. } => Outcome::Done(cloud.set_capacity(asg, *min_size, *desired).await),
+            Command::ObserveHealth { targets } => Outcome::Health(cloud.observe(targets).await),
+            Command::Detach { asg, elbs, target_groups } => Outcome::Done(cloud.detach(asg, elbs, target_groups).await),
+            Command::CheckDetached { asg, elbs, target_groups } => Outcome::Detached(cloud.is_detached(asg, elbs, target_groups).await),
+            Command::Delete { asg, launch_template } => Outcome::Done(cloud.delete(asg, launch_template.as_deref()).await),
+            Command::AcquireLock { .. } | Command::ReleaseLock { .. } => unreachable!("lock commands never reach the cloud"),
         }
     }
 

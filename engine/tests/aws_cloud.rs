@@ -297,3 +297,42 @@ async fn deleting_what_is_already_gone_succeeds() {
     cloud.detach("skald-no-such-asg", &["no-such-elb".into()], &[]).await.expect("gone is done");
     assert!(cloud.is_detached("skald-no-such-asg", &[], &[]).await.unwrap());
 }
+
+// ---- releases for other accounts ----------------------------------------------------------------
+
+/// moto's default account, the deployer's own in these tests.
+const OWN_ACCOUNT: &str = "123456789012";
+/// A target account: moto serves credentials from AssumeRole into it from that account's state.
+const TARGET_ACCOUNT: &str = "111122223333";
+
+#[tokio::test]
+async fn the_deployers_own_account_needs_no_role() {
+    let cloud = cloud().await;
+    let query = Query::for_release(&release_for("own-account"));
+
+    for account in [None, Some(OWN_ACCOUNT)] {
+        let same = cloud.in_account(account).await.unwrap();
+        assert_eq!(same.lookup(&query).await.unwrap().account_id, OWN_ACCOUNT, "{account:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_release_for_another_account_deploys_there_through_the_assumed_role() {
+    // Given the example world in the target account, reached through its skald-deployer role
+    let cloud = cloud().await;
+    let target = cloud.in_account(Some(TARGET_ACCOUNT)).await.unwrap();
+    let mut release = release_for("cross-account");
+    release.aws_account_id = Some(TARGET_ACCOUNT.into());
+    target.provision_example(&release).await.unwrap();
+    assert_eq!(target.lookup(&Query::for_release(&release)).await.unwrap().account_id, TARGET_ACCOUNT);
+
+    // When a runner on the deployer's own credentials deploys it
+    let runner = runner(cloud.clone());
+    submit(&runner, &release, "01JAWSCROSS000000000000001");
+    let state = run_until_end(&runner, "01JAWSCROSS000000000000001").await;
+
+    // Then the ASGs are in the target account, none in the deployer's
+    assert_eq!(state.end.as_ref().map(|e| e.name()), Some("Success"), "{:?}", failures(&runner, "01JAWSCROSS000000000000001"));
+    assert_eq!(asg_names(&target, &release).await.len(), 2);
+    assert!(asg_names(&cloud, &release).await.is_empty(), "nothing in the deployer's account");
+}

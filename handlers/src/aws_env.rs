@@ -18,6 +18,10 @@ pub const QUEUE_URL_VAR: &str = "SKALD_QUEUE_URL";
 /// `eventbridge:<bus name or ARN>`. Unset: nowhere.
 pub const NOTIFY_VAR: &str = "SKALD_NOTIFY";
 
+/// The role assumed in another account for a release whose `aws_account_id` names it; default
+/// `skald-deployer` (infra/target-account.yaml creates it).
+pub const TARGET_ROLE_VAR: &str = "SKALD_TARGET_ROLE_NAME";
+
 /// How old (seconds) a request's `created_at` may be when it arrives; default 900 (15 minutes).
 pub const MAX_AGE_VAR: &str = "SKALD_CREATED_AT_MAX_AGE_SECS";
 /// How far (seconds) a request's `created_at` may lie ahead of the worker's clock; default 120.
@@ -69,13 +73,9 @@ impl AwsEnv {
         Ok(SqsQueue::new(aws_sdk_sqs::Client::new(&self.config), url))
     }
 
-    /// The cloud, publishing transitions where `SKALD_NOTIFY` says (nowhere when it is unset).
+    /// The cloud as the environment configures it (see [`cloud`]).
     pub fn cloud(&self) -> Result<AwsCloud, String> {
-        let cloud = AwsCloud::new(&self.config);
-        match std::env::var(NOTIFY_VAR).ok().filter(|d| !d.is_empty()) {
-            Some(text) => Ok(cloud.with_notifications(&self.config, Destination::parse(&text).map_err(|e| format!("{NOTIFY_VAR}: {e}"))?)),
-            None => Ok(cloud),
-        }
+        cloud(&self.config)
     }
 
     /// The whole runner, as the worker and the Lambda use it.
@@ -87,6 +87,24 @@ impl AwsEnv {
             clock: SystemClock,
             config: RunnerConfig { freshness: freshness()? },
         })
+    }
+}
+
+/// The cloud on AWS, assuming `SKALD_TARGET_ROLE_NAME` (or the default) in target accounts.
+pub fn cloud(config: &aws_config::SdkConfig) -> Result<AwsCloud, String> {
+    let mut cloud = AwsCloud::new(config);
+    if let Ok(name) = std::env::var(TARGET_ROLE_VAR).map(|n| n.trim().to_string()).and_then(|n| {
+        if n.is_empty() {
+            Err(std::env::VarError::NotPresent)
+        } else {
+            Ok(n)
+        }
+    }) {
+        cloud = cloud.with_target_role(name);
+    }
+    match std::env::var(NOTIFY_VAR).ok().filter(|d| !d.is_empty()) {
+        Some(text) => Ok(cloud.with_notifications(config, Destination::parse(&text).map_err(|e| format!("{NOTIFY_VAR}: {e}"))?)),
+        None => Ok(cloud),
     }
 }
 

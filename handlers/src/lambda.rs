@@ -17,7 +17,6 @@
 use crate::worker;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use futures_util::FutureExt;
-use skald_engine::adapters::aws::AwsCloud;
 use skald_engine::adapters::dynamodb::DynamoStore;
 use skald_engine::adapters::memory::SystemClock;
 use skald_engine::adapters::sqs::SqsQueue;
@@ -119,6 +118,11 @@ where
     match AssertUnwindSafe(processing).catch_unwind().await {
         Ok(Ok(handled)) => {
             tracing::info!(outcome = ?handled, "record handled");
+            let table = std::env::var(ENV_TABLE).unwrap_or_default();
+            if let Some(line) = crate::metrics::failure_dirty_line(&table, &handled, runner.clock.now().as_ms()) {
+                // Its own line on stdout, as EMF requires; CloudWatch makes it the FailureDirty metric.
+                println!("{line}");
+            }
             true
         }
         Ok(Err(reason)) => {
@@ -176,7 +180,7 @@ pub async fn aws_runner(config: &Config) -> Result<AwsRunner, String> {
     Ok(Runner {
         store: DynamoStore::from_sdk_config(&sdk, config.table.clone()),
         queue: SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), config.queue_url.clone()),
-        cloud: AwsCloud::new(&sdk),
+        cloud: crate::aws_env::cloud(&sdk)?,
         clock: SystemClock,
         config: RunnerConfig { freshness: crate::aws_env::freshness()? },
     })

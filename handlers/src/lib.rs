@@ -7,6 +7,7 @@ pub mod commands;
 pub mod demo;
 pub mod demo_endpoint;
 pub mod lambda;
+pub mod metrics;
 pub mod progress;
 pub mod release_file;
 pub mod replay;

@@ -117,6 +117,17 @@ pub fn target_dir() -> PathBuf {
     }
 }
 
+/// The python of the test venv, which holds moto and what moto brings along (PyYAML, and
+/// cfn-lint, whose YAML loader reads CloudFormation's short-form tags such as `!Ref`). Installs
+/// the venv the first time, as [`endpoint`] does. Panics with the reason when it cannot.
+pub fn python() -> PathBuf {
+    let venv = target_dir().join("moto-venv");
+    match ensure_installed(&venv) {
+        Ok(_) => venv.join("bin/python"),
+        Err(why) => panic!("no python venv for the tests: {why}"),
+    }
+}
+
 fn start_moto() -> Result<String, String> {
     let venv = target_dir().join("moto-venv");
     let server = ensure_installed(&venv)?;

@@ -9,6 +9,10 @@
 //! - Lookups report every match with its tags; whether a match may be used is the workflow's call
 //!   (`workflow::resources`), never this adapter's.
 //! - Errors keep the API's code and say whether a retry may help (`errors`).
+//! - A release naming another account (`aws_account_id`) is deployed with credentials from
+//!   sts:AssumeRole on the role `<target role name>` in that account ([`AwsCloud::in_account`]);
+//!   the deployer's own account, or no account, uses the deployer's credentials as they are.
+//!   Assumed credentials are cached per account and refreshed by the SDK before they expire.
 //!
 //! Deliberately absent: launch configurations (AWS no longer offers them to new accounts), SNS
 //! look-ups (a topic name becomes its ARN in this account and region), creating placement groups
@@ -32,6 +36,13 @@ use crate::workflow::resources::{Lookup, Query};
 use crate::workflow::{CloudError, LaunchSpec};
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+/// The role skald assumes in a target account unless told otherwise (infra/target-account.yaml
+/// creates it).
+pub const TARGET_ROLE_DEFAULT: &str = "skald-deployer";
+/// The session name on assumed-role credentials: what CloudTrail in the target account shows.
+const SESSION_NAME: &str = "skald";
 
 /// The AWS clients skald's cloud needs, built from one SDK configuration (endpoint, region,
 /// credentials: the standard chain, or a local emulator's endpoint).
@@ -47,6 +58,17 @@ pub struct AwsCloud {
     region: String,
     /// Where transitions are published; nowhere unless configured.
     publisher: Option<notify::Publisher>,
+    config: aws_config::SdkConfig,
+    target_role_name: String,
+    /// Shared by clones: who we are, and the clouds of the accounts assumed so far.
+    accounts: Arc<Mutex<Accounts>>,
+}
+
+#[derive(Debug, Default)]
+struct Accounts {
+    /// The deployer's own account id and partition, from GetCallerIdentity.
+    own: Option<(String, String)>,
+    assumed: BTreeMap<String, AwsCloud>,
 }
 
 impl AwsCloud {
@@ -61,6 +83,9 @@ impl AwsCloud {
             cloudwatch: aws_sdk_cloudwatch::Client::new(config),
             region: config.region().map(ToString::to_string).unwrap_or_else(|| "us-east-1".to_string()),
             publisher: None,
+            config: config.clone(),
+            target_role_name: TARGET_ROLE_DEFAULT.to_string(),
+            accounts: Arc::default(),
         }
     }
 
@@ -69,9 +94,67 @@ impl AwsCloud {
         self.publisher = Some(notify::Publisher::new(config, destination));
         self
     }
+
+    /// The name of the role assumed in target accounts (default [`TARGET_ROLE_DEFAULT`]).
+    pub fn with_target_role(mut self, name: impl Into<String>) -> AwsCloud {
+        self.target_role_name = name.into();
+        self
+    }
+
+    /// This cloud in `account`: itself for `None` or the deployer's own account, else a cloud on
+    /// credentials of `arn:<partition>:iam::<account>:role/<target role name>`. The first use of
+    /// an account assumes the role and checks, with GetCallerIdentity, that the credentials are
+    /// that account's; a failure is a [`CloudError`] (code `AssumeRole` or `WrongAccount`) and
+    /// nothing is cached, so the workflow's retry tries again.
+    pub async fn in_account(&self, account: Option<&str>) -> Result<AwsCloud, CloudError> {
+        let Some(account) = account else { return Ok(self.clone()) };
+        let (own, partition) = self.own_account().await?;
+        if own == account {
+            return Ok(self.clone());
+        }
+        if let Some(cloud) = self.accounts.lock().expect("accounts lock").assumed.get(account) {
+            return Ok(cloud.clone());
+        }
+        let role_arn = format!("arn:{partition}:iam::{account}:role/{}", self.target_role_name);
+        let provider =
+            aws_config::sts::AssumeRoleProvider::builder(&role_arn).configure(&self.config).session_name(SESSION_NAME).build().await;
+        let config =
+            self.config.to_builder().credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(provider)).build();
+        let cloud = AwsCloud::new(&config).with_target_role(self.target_role_name.clone());
+        let identity = cloud.sts.get_caller_identity().send().await.map_err(|e| {
+            let error = cloud_error("GetCallerIdentity", e);
+            CloudError { code: Some("AssumeRole".into()), message: format!("assuming {role_arn}: {}", error.message), ..error }
+        })?;
+        if identity.account() != Some(account) {
+            return Err(CloudError::permanent(
+                "WrongAccount",
+                format!("assumed {role_arn} but the credentials are account {:?}'s", identity.account()),
+            ));
+        }
+        self.accounts.lock().expect("accounts lock").assumed.insert(account.to_string(), cloud.clone());
+        Ok(cloud)
+    }
+
+    /// The deployer's own account id and partition, asked once and remembered.
+    async fn own_account(&self) -> Result<(String, String), CloudError> {
+        if let Some(own) = self.accounts.lock().expect("accounts lock").own.clone() {
+            return Ok(own);
+        }
+        let identity = self.sts.get_caller_identity().send().await.map_err(|e| cloud_error("GetCallerIdentity", e))?;
+        let account = identity.account().unwrap_or_default().to_string();
+        // arn:<partition>:sts::<account>:assumed-role/...
+        let partition = identity.arn().and_then(|arn| arn.split(':').nth(1)).filter(|p| !p.is_empty()).unwrap_or("aws").to_string();
+        let own = (account, partition);
+        self.accounts.lock().expect("accounts lock").own = Some(own.clone());
+        Ok(own)
+    }
 }
 
 impl Cloud for AwsCloud {
+    fn in_account(&self, account_id: Option<&str>) -> impl Future<Output = Result<AwsCloud, CloudError>> + Send {
+        AwsCloud::in_account(self, account_id)
+    }
+
     fn lookup(&self, query: &Query) -> impl Future<Output = Result<Lookup, CloudError>> + Send {
         self.lookup_all(query)
     }
