@@ -18,3 +18,5 @@ pub fn from_ndjson(text: &str) -> Result<Vec<StoredEvent>, String> {
         .map(|(n, line)| serde_json::from_str(line).map_err(|e| format!("line {}: {e}", n + 1)))
         .collect()
 }
+
+pub mod sim;
