@@ -7,9 +7,9 @@
 //! ```
 
 use skald_engine::codec::decode;
-use skald_replay_tests::sim::chaos::Mutation;
-use skald_replay_tests::sim;
 use skald_engine::codec::StoredEvent;
+use skald_replay_tests::sim;
+use skald_replay_tests::sim::chaos::Mutation;
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::Instant;

@@ -8,14 +8,14 @@
 use super::rng::Rng;
 use skald_engine::adapters::memory::MemoryStore;
 use skald_engine::adapters::sim::SimCloud;
-use skald_engine::codec::StoredEvent;
+use skald_engine::codec::{decode, StoredEvent};
 use skald_engine::message::Message;
 use skald_engine::ports::{Append, AppendError, Cloud, EventStore, IndexEntry, LockKey, Queue, QueueError, StoreError, Tail};
 use skald_engine::workflow::command::HealthTarget;
 use skald_engine::workflow::health::ServiceReport;
 use skald_engine::workflow::names::TAG_RELEASE;
 use skald_engine::workflow::resources::{Lookup, Query};
-use skald_engine::workflow::{CloudError, LaunchSpec};
+use skald_engine::workflow::{CloudError, Command, Event, LaunchSpec, Recorded};
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::pin::Pin;
@@ -140,8 +140,11 @@ pub struct Chaos {
     pub doomed_launch: BTreeSet<String>,
     /// Failures injected into teardown calls (detach, is_detached, delete), by ASG.
     pub teardown_failures: BTreeMap<String, u32>,
-    /// Effects that changed the cloud on behalf of a deploy that had already ended.
+    /// Effects that changed the cloud on behalf of a deploy that had already ended, without its
+    /// history having announced them.
     pub after_end: Vec<String>,
+    /// Announced effects a stale worker carried out after its deploy ended (see `check_actor`).
+    pub stale_repeats: Vec<String>,
     pub injected: Injected,
     store: MemoryStore,
     launch_copies: u64,
@@ -163,6 +166,7 @@ impl Chaos {
             doomed_launch: BTreeSet::new(),
             teardown_failures: BTreeMap::new(),
             after_end: Vec::new(),
+            stale_repeats: Vec::new(),
             injected: Injected::default(),
             store,
             launch_copies: 0,
@@ -184,11 +188,28 @@ impl Chaos {
     }
 
     /// Records an effect that would change the cloud on behalf of a deploy that has ended.
-    /// `no_op` says the call would change nothing (a repeated delete of what is gone).
-    fn check_actor(&mut self, call: &str, no_op: bool) {
+    /// `no_op` says the call changes nothing (a repeated delete of what is gone); `announced`
+    /// recognises the command the call carries out.
+    ///
+    /// A stale worker (one that loaded the history, then stalled while others carried the deploy
+    /// to its end) may still carry out the command its history had announced: nothing on AWS can
+    /// fence it off. That is counted in `stale_repeats`, and its consequences are judged by the
+    /// end-state checks. Any other effect after the end is a new decision made after the end: a
+    /// violation.
+    fn check_actor(&mut self, call: &str, no_op: bool, announced: impl Fn(&Command) -> bool) {
         let Some(actor) = self.loaded[self.current_worker].clone() else { return };
-        if !no_op && self.has_ended(&actor) {
-            self.after_end.push(format!("{call} on behalf of {actor}, which had already ended"));
+        if no_op || !self.has_ended(&actor) {
+            return;
+        }
+        let history = self.store.events_after(&actor, 0);
+        let was_announced = history
+            .iter()
+            .filter(|e| e.kind == "CommandStarted")
+            .any(|stored| matches!(decode(stored), Ok(Recorded { event: Event::CommandStarted { command }, .. }) if announced(&command)));
+        if was_announced {
+            self.stale_repeats.push(format!("{call} on behalf of {actor}, after its end"));
+        } else {
+            self.after_end.push(format!("{call} on behalf of {actor}, which had already ended, and its history never announced it"));
         }
     }
 }
@@ -389,8 +410,8 @@ impl ChaosCloud {
         result
     }
 
-    fn check_actor(&self, call: String, no_op: bool) {
-        self.chaos.lock().unwrap().check_actor(&call, no_op);
+    fn check_actor(&self, call: String, no_op: bool, announced: impl Fn(&Command) -> bool) {
+        self.chaos.lock().unwrap().check_actor(&call, no_op, announced);
     }
 }
 
@@ -411,7 +432,11 @@ impl Cloud for ChaosCloud {
             let release = spec.tags.get(TAG_RELEASE).cloned().unwrap_or_default();
             this.before(None, Some(&release))?;
             let existing = this.inner.asgs().get(&spec.asg_name).map(|a| a.tags.get(TAG_RELEASE) == Some(&release));
-            this.check_actor(format!("launch {}", spec.asg_name), existing == Some(true));
+            this.check_actor(
+                format!("launch {}", spec.asg_name),
+                existing == Some(true),
+                |c| matches!(c, Command::Launch { spec: announced } if announced.asg_name == spec.asg_name),
+            );
             let mut spec = spec;
             let mutation = this.chaos.lock().unwrap().mutation;
             if mutation == Some(Mutation::SkipIdempotency) && existing.is_some() {
@@ -434,7 +459,9 @@ impl Cloud for ChaosCloud {
             yield_now().await;
             this.before(None, None)?;
             let unchanged = this.inner.asgs().get(&asg).is_none_or(|a| (a.min_size, a.desired) == (min_size, desired));
-            this.check_actor(format!("set_capacity {asg} {min_size} {desired}"), unchanged);
+            this.check_actor(format!("set_capacity {asg} {min_size} {desired}"), unchanged, |c| {
+                matches!(c, Command::SetCapacity { asg: a, min_size: m, desired: d, .. } if *a == asg && (*m, *d) == (min_size, desired))
+            });
             let result = this.inner.set_capacity(&asg, min_size, desired).await;
             this.after(result, None)
         }
@@ -455,7 +482,7 @@ impl Cloud for ChaosCloud {
             yield_now().await;
             this.before(Some(&asg), None)?;
             let unchanged = this.inner.asgs().get(&asg).is_none_or(|a| a.detached_at.is_some());
-            this.check_actor(format!("detach {asg}"), unchanged);
+            this.check_actor(format!("detach {asg}"), unchanged, |c| matches!(c, Command::Detach { asg: a, .. } if *a == asg));
             let result = this.inner.detach(&asg, &elbs, &target_groups).await;
             this.after(result, Some(&asg))
         }
@@ -476,7 +503,7 @@ impl Cloud for ChaosCloud {
             yield_now().await;
             this.before(Some(&asg), None)?;
             let gone = !this.inner.asgs().contains_key(&asg);
-            this.check_actor(format!("delete {asg}"), gone);
+            this.check_actor(format!("delete {asg}"), gone, |c| matches!(c, Command::Delete { asg: a, .. } if *a == asg));
             let result = this.inner.delete(&asg, launch_template.as_deref()).await;
             this.after(result, Some(&asg))
         }

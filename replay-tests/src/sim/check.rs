@@ -118,7 +118,10 @@ impl Checker {
         for (key, item) in store.locks() {
             let holder = holders.get(&key).map(|d| d[0]);
             if holder != Some(item.owner.as_str()) {
-                return Err(format!("the lock item of {} {} names {}, but the histories say {holder:?} holds it", key.project, key.config, item.owner));
+                return Err(format!(
+                    "the lock item of {} {} names {}, but the histories say {holder:?} holds it",
+                    key.project, key.config, item.owner
+                ));
             }
         }
         Ok(())
@@ -138,7 +141,9 @@ impl Checker {
         for deploy in expected {
             match self.deploys.get(deploy) {
                 Some(tracked) if tracked.state.end.is_some() => {}
-                Some(tracked) => return Err(format!("deploy {deploy} never finished: stuck at seq {} ({})", tracked.state.seq, tracked.state.phase())),
+                Some(tracked) => {
+                    return Err(format!("deploy {deploy} never finished: stuck at seq {} ({})", tracked.state.seq, tracked.state.phase()))
+                }
                 None => return Err(format!("deploy {deploy} was never recorded")),
             }
         }

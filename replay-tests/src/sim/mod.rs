@@ -64,6 +64,8 @@ pub struct Report {
     pub store_stats: StoreStats,
     /// Messages handled to completion (each a runner invocation).
     pub messages: u64,
+    /// Announced effects stale workers carried out after their deploy ended.
+    pub stale_repeats: Vec<String>,
 }
 
 impl Report {
@@ -308,7 +310,11 @@ impl Sim {
             let message = match external {
                 External::Submit(i) => {
                     let planned = &self.scenario.deploys[i];
-                    Message::DeployRequested { release: Box::new(planned.release.clone()), release_id: planned.release_id.clone(), created_at: now }
+                    Message::DeployRequested {
+                        release: Box::new(planned.release.clone()),
+                        release_id: planned.release_id.clone(),
+                        created_at: now,
+                    }
                 }
                 External::Halt(config) => Message::HaltRequested {
                     project: self.scenario.deploys[0].release.project_name.clone(),
@@ -382,7 +388,9 @@ impl Sim {
                         }
                     }
                     Err(RunError::Store(_) | RunError::Queue(_)) => {}
-                    Err(e @ (RunError::Corrupt { .. } | RunError::Rejected(_))) => return Err(format!("the runner refused a message: {e}")),
+                    Err(e @ (RunError::Corrupt { .. } | RunError::Rejected(_))) => {
+                        return Err(format!("the runner refused a message: {e}"))
+                    }
                 }
             }
             Done::Sweep(Ok(sweep)) if !sweep.unreadable.is_empty() => {
@@ -422,6 +430,7 @@ impl Sim {
             histories: self.histories(),
             store_stats: self.store.stats(),
             messages: self.messages,
+            stale_repeats: chaos.stale_repeats.clone(),
         }
     }
 }

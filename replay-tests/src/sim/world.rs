@@ -56,10 +56,7 @@ impl Scenario {
             .map(|n| {
                 let config = rng.pick(&configs).clone();
                 let release_id = format!("01SIM{:04}{:017}", n, seed % 100_000_000_000_000_000);
-                let fates = ["web", "worker"]
-                    .iter()
-                    .map(|service| (format!("-{service}-{release_id}"), draw_fate(rng)))
-                    .collect();
+                let fates = ["web", "worker"].iter().map(|service| (format!("-{service}-{release_id}"), draw_fate(rng))).collect();
                 Planned {
                     submit_ms: rng.between(0, window_ms),
                     release: draw_release(rng, &config),
@@ -96,11 +93,17 @@ impl Scenario {
             let release = release_for(config);
             let web = &release.services["web"];
             let sg = &web.security_groups[0];
-            cloud.add_security_group(&format!("sg-0{i:016x}"), &[("Name", sg), (TAG_PROJECT, project), (TAG_CONFIG, config), (TAG_SERVICE, ALL)]);
+            cloud.add_security_group(
+                &format!("sg-0{i:016x}"),
+                &[("Name", sg), (TAG_PROJECT, project), (TAG_CONFIG, config), (TAG_SERVICE, ALL)],
+            );
             let scope = [(TAG_PROJECT, project), (TAG_CONFIG, config.as_str()), (TAG_SERVICE, "web")];
             cloud.add_elb(&web.elbs[0], &scope);
             cloud.add_target_group(&web.target_groups[0], &scope);
-            cloud.add_instance_profile(web.profile.as_deref().expect("web has a profile"), &instance_profile_paths(project, config, "web")[0]);
+            cloud.add_instance_profile(
+                web.profile.as_deref().expect("web has a profile"),
+                &instance_profile_paths(project, config, "web")[0],
+            );
         }
         for planned in &self.deploys {
             for (asg_part, fate) in &planned.fates {
@@ -112,7 +115,7 @@ impl Scenario {
 
 /// The example release, moved to `config`: its security group, load balancers and profile are
 /// that config's own.
-fn release_for(config: &str) -> Release {
+pub fn release_for(config: &str) -> Release {
     let mut release = example_release();
     release.config_name = config.to_string();
     release.user_data = Some("#!/bin/sh\necho {{SERVICE_NAME}} {{RELEASE_ID}}\n".into());
@@ -130,13 +133,8 @@ fn release_for(config: &str) -> Release {
 fn draw_release(rng: &mut Rng, config: &str) -> Release {
     let mut release = release_for(config);
     release.timeout = Some(*rng.pick(&[300, 600, 1_200]));
-    let strategies = [
-        Strategy::AllAtOnce,
-        Strategy::OneThenAllWithCanary,
-        Strategy::Percent25Steps,
-        Strategy::Percent10Steps,
-        Strategy::TenAtATime,
-    ];
+    let strategies =
+        [Strategy::AllAtOnce, Strategy::OneThenAllWithCanary, Strategy::Percent25Steps, Strategy::Percent10Steps, Strategy::TenAtATime];
     let web = &mut release.services.get_mut("web").expect("the example has web").autoscaling;
     let min_size = rng.between(1, 3) as u32;
     web.min_size = Some(min_size);
