@@ -426,6 +426,25 @@ fn transient_cloud_errors_are_retried_with_backoff() {
 }
 
 #[test]
+fn a_launch_that_fails_transiently_is_tried_again() {
+    // Regression (found by the simulation, seed 0): a launch that failed transiently was
+    // counted as started and never retried; the deploy went on to the next service and then
+    // panicked looking for the instant of a launch that never happened.
+    let release = release();
+    let local = world(&release);
+    local.cloud.fail(Op::Launch, CloudError::transient("Throttling"), Some(1));
+
+    local.submit(&release, &id(1));
+    let state = run_until_end(&local, &id(1));
+
+    assert_eq!(state.end, Some(End::Success));
+    let launches: Vec<String> = local.cloud.calls().into_iter().filter(|c| c.starts_with("launch")).collect();
+    let web = format!("launch coinbase/deploy-test-production-web-{}", id(1));
+    assert_eq!(launches.iter().filter(|c| **c == web).count(), 2, "web's launch was tried again: {launches:?}");
+    assert_eq!(local.cloud.asg_names().len(), 2);
+}
+
+#[test]
 fn a_crash_between_an_effect_and_its_record_is_resumed_without_leaking() {
     let release = release();
     let local = world(&release);

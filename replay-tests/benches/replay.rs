@@ -9,21 +9,21 @@
 //! that often, so the full `--verify` (decision audit included) is measured on the longest history
 //! a real deploy can record: 48 h of an instance that never becomes healthy.
 
+mod common;
+
 use skald_engine::adapters::sim::Fate;
 use skald_engine::codec::{self, StoredEvent};
 use skald_engine::replay;
-use skald_engine::workflow::health::HealthCounts;
 use skald_engine::workflow::release::TIMEOUT_SECS_MAX;
-use skald_engine::workflow::{evolve, Event, Recorded, State};
+use skald_engine::workflow::{evolve, State};
 use skald_replay_tests::corpus;
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 const EVENTS: usize = 100_000;
 const RUNS: usize = 5;
 
 fn main() {
-    let big = synthetic_history(EVENTS);
+    let big = common::long_history(EVENTS);
     let path = std::env::temp_dir().join(format!("skald-replay-bench-{}.ndjson", std::process::id()));
     std::fs::write(&path, codec::to_ndjson(&big)).expect("the bench file is written");
     let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
@@ -71,26 +71,6 @@ fn fold_with_state_hashes(history: &[StoredEvent]) -> usize {
         std::hint::black_box(codec::state_hash(&state));
     }
     history.len()
-}
-
-/// A real deploy up to its first health check, then health observations a second apart.
-fn synthetic_history(events: usize) -> Vec<StoredEvent> {
-    let real = (corpus::scenarios().into_iter().find(|s| s.name == "timeout").expect("the timeout scenario").run)();
-    let first_check = real.iter().position(|e| e.kind == "HealthObserved").expect("the deploy checks health");
-    let mut history = real[..first_check].to_vec();
-    let (recorded, mut state) = replay::read(&history).expect("a real prefix reads");
-    let mut at = recorded.last().expect("a prefix").at;
-    while history.len() < events {
-        at = at.plus_ms(1_000);
-        let launching = (history.len() % 2) as u32;
-        let counts = HealthCounts { healthy: 0, launching, terminating: 1 - launching };
-        let services: BTreeMap<String, HealthCounts> = state.services.keys().map(|name| (name.clone(), counts)).collect();
-        let next = Recorded { seq: state.seq + 1, at, event: Event::HealthObserved { services } };
-        state = evolve(state, &next);
-        let previous = history.last().map(|e| e.hash.clone()).unwrap_or_default();
-        history.push(codec::encode(&next, &previous, codec::state_hash(&state)));
-    }
-    history
 }
 
 /// The longest history a real deploy records: the longest timeout, never healthy.

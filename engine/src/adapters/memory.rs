@@ -120,6 +120,15 @@ impl MemoryStore {
         self.tables.lock().unwrap().events.get(deploy).cloned().unwrap_or_default()
     }
 
+    /// The events of a deploy after `seq`, without counting a load: what an observer outside the
+    /// runner (the simulator's invariant checks) reads, so the store's statistics stay the runner's.
+    pub fn events_after(&self, deploy: &str, seq: u64) -> Vec<StoredEvent> {
+        let tables = self.tables.lock().unwrap();
+        let history = tables.events.get(deploy).map(Vec::as_slice).unwrap_or(&[]);
+        // Seqs are gapless from 1, so event `seq + 1` sits at index `seq`.
+        history.get(seq as usize..).map(<[StoredEvent]>::to_vec).unwrap_or_default()
+    }
+
     /// Scripts the next appends, in order: `None` lets one through, `Some(fault)` fails one.
     pub fn inject(&self, faults: &[Option<AppendFault>]) {
         self.faults.lock().unwrap().extend(faults);

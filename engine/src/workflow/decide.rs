@@ -116,7 +116,9 @@ fn retry_backoff(state: &State, now: Timestamp) -> Option<Decision> {
 }
 
 fn deploying(state: &State, now: Timestamp) -> Decision {
-    if let Some((name, _)) = state.services.iter().find(|(_, p)| !p.launch_started) {
+    // Not `launch_started`: a launch whose last attempt failed transiently was started but not
+    // done, and is tried again (after its backoff) until it lands or runs out of attempts.
+    if let Some((name, _)) = state.services.iter().find(|(_, p)| !p.launched) {
         return Decision::Act(Command::Launch { spec: Box::new(launch_spec(state, name)) });
     }
     let deadline = state.deadline.expect("deploying without a deadline");

@@ -1,0 +1,223 @@
+//! The invariants, checked after every step of the simulation (every port call of every worker),
+//! not only at the end. Each check reads the store and the cloud as an outside observer would;
+//! histories are read incrementally, so a check costs what the step added.
+
+use super::chaos::Chaos;
+use skald_engine::adapters::memory::MemoryStore;
+use skald_engine::adapters::sim::SimCloud;
+use skald_engine::codec;
+use skald_engine::ports::LockKey;
+use skald_engine::workflow::command::Command;
+use skald_engine::workflow::event::Cleanliness;
+use skald_engine::workflow::names::{TAG_CONFIG, TAG_PROJECT, TAG_RELEASE};
+use skald_engine::workflow::state::{Lock, TeardownStage, ATTEMPTS_MAX};
+use skald_engine::workflow::{End, Event, State};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// What the checker knows of one deploy: its folded state and where its chain stands.
+struct Tracked {
+    state: State,
+    last_hash: String,
+    /// The project-config's ASGs when the deploy took the lock: what a clean failure leaves.
+    asgs_at_lock: Option<BTreeSet<String>>,
+    /// The order in which deploys took locks, to find each project-config's last holder.
+    locked_as: Option<u64>,
+}
+
+#[derive(Default)]
+pub struct Checker {
+    deploys: BTreeMap<String, Tracked>,
+    /// Every ASG some history announced a launch of.
+    mentioned: BTreeSet<String>,
+    locks_taken: u64,
+    after_end_reported: usize,
+}
+
+/// The ASGs the cloud holds for a project-config, with their release ids.
+fn asgs_of(cloud: &SimCloud, key: &LockKey) -> BTreeMap<String, String> {
+    cloud
+        .asgs()
+        .into_iter()
+        .filter(|(_, a)| a.tags.get(TAG_PROJECT) == Some(&key.project) && a.tags.get(TAG_CONFIG) == Some(&key.config))
+        .map(|(name, a)| (name, a.tags.get(TAG_RELEASE).cloned().unwrap_or_default()))
+        .collect()
+}
+
+fn key_of(state: &State) -> LockKey {
+    let release = state.release();
+    LockKey { project: release.project_name.clone(), config: release.config_name.clone() }
+}
+
+impl Checker {
+    /// Reads what the last step appended and checks every invariant. The error says which broke.
+    pub fn after_step(&mut self, store: &MemoryStore, cloud: &SimCloud, chaos: &Chaos) -> Result<(), String> {
+        for deploy in store.deploy_ids() {
+            self.read_new_events(&deploy, store, cloud, chaos)?;
+        }
+        self.check_locks(store)?;
+        self.check_cloud_is_explained(cloud)?;
+        if let Some(acted) = chaos.after_end.get(self.after_end_reported) {
+            self.after_end_reported = chaos.after_end.len();
+            return Err(format!("a deploy acted after its end: {acted}"));
+        }
+        Ok(())
+    }
+
+    /// Sequences gapless and hash-chained, every event decodes and folds, nothing after the end;
+    /// and the end state, checked against the cloud the moment it is recorded.
+    fn read_new_events(&mut self, deploy: &str, store: &MemoryStore, cloud: &SimCloud, chaos: &Chaos) -> Result<(), String> {
+        let tracked = self.deploys.entry(deploy.to_string()).or_insert_with(|| Tracked {
+            state: State::default(),
+            last_hash: String::new(),
+            asgs_at_lock: None,
+            locked_as: None,
+        });
+        let new = store.events_after(deploy, tracked.state.seq);
+        if new.is_empty() {
+            return Ok(());
+        }
+        let (recorded, state) = codec::read_after(tracked.state.clone(), &tracked.last_hash, &new)
+            .map_err(|e| format!("deploy {deploy}: the history does not verify and fold: {e}"))?;
+        for r in &recorded {
+            match &r.event {
+                Event::CommandStarted { command: Command::Launch { spec } } => {
+                    self.mentioned.insert(spec.asg_name.clone());
+                }
+                Event::ServiceLaunched { asg, .. } => {
+                    self.mentioned.insert(asg.clone());
+                }
+                Event::LockAcquired { .. } => {
+                    self.locks_taken += 1;
+                    tracked.locked_as = Some(self.locks_taken);
+                    tracked.asgs_at_lock = Some(asgs_of(cloud, &key_of(&state)).into_keys().collect());
+                }
+                _ => {}
+            }
+        }
+        tracked.last_hash = new.last().expect("not empty").hash.clone();
+        let newly_ended = tracked.state.end.is_none() && state.end.is_some();
+        tracked.state = state;
+        if newly_ended {
+            check_end(deploy, tracked, cloud, chaos)?;
+        }
+        Ok(())
+    }
+
+    /// At most one deploy holds a project-config's lock (by the histories), and a lock item in
+    /// the store always belongs to a deploy whose history holds it.
+    fn check_locks(&self, store: &MemoryStore) -> Result<(), String> {
+        let mut holders: BTreeMap<LockKey, Vec<&str>> = BTreeMap::new();
+        for (deploy, tracked) in &self.deploys {
+            if matches!(tracked.state.lock, Lock::Held { .. }) && tracked.state.end.is_none() {
+                holders.entry(key_of(&tracked.state)).or_default().push(deploy);
+            }
+        }
+        if let Some((key, deploys)) = holders.iter().find(|(_, d)| d.len() > 1) {
+            return Err(format!("{} deploys hold the lock of {} {} at once: {deploys:?}", deploys.len(), key.project, key.config));
+        }
+        for (key, item) in store.locks() {
+            let holder = holders.get(&key).map(|d| d[0]);
+            if holder != Some(item.owner.as_str()) {
+                return Err(format!(
+                    "the lock item of {} {} names {}, but the histories say {holder:?} holds it",
+                    key.project, key.config, item.owner
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The cloud never holds an ASG that no history mentions.
+    fn check_cloud_is_explained(&self, cloud: &SimCloud) -> Result<(), String> {
+        match cloud.asg_names().into_iter().find(|name| !self.mentioned.contains(name)) {
+            Some(name) => Err(format!("the cloud holds ASG {name}, which no history mentions")),
+            None => Ok(()),
+        }
+    }
+
+    /// Once the world is calm and quiet: every deploy ended (liveness), no lock is held, and each
+    /// project-config's cloud is what its last lock holder's end says it should be.
+    pub fn at_rest(&self, store: &MemoryStore, cloud: &SimCloud, chaos: &Chaos, expected: &[String]) -> Result<(), String> {
+        for deploy in expected {
+            match self.deploys.get(deploy) {
+                Some(tracked) if tracked.state.end.is_some() => {}
+                Some(tracked) => {
+                    return Err(format!("deploy {deploy} never finished: stuck at seq {} ({})", tracked.state.seq, tracked.state.phase()))
+                }
+                None => return Err(format!("deploy {deploy} was never recorded")),
+            }
+        }
+        if let Some((key, item)) = store.locks().into_iter().next() {
+            return Err(format!("every deploy ended, yet {} holds the lock of {} {}", item.owner, key.project, key.config));
+        }
+        let mut last_holders: BTreeMap<LockKey, (u64, &str, &Tracked)> = BTreeMap::new();
+        for (deploy, tracked) in &self.deploys {
+            if let Some(order) = tracked.locked_as {
+                let entry = last_holders.entry(key_of(&tracked.state)).or_insert((order, deploy, tracked));
+                if order > entry.0 {
+                    *entry = (order, deploy, tracked);
+                }
+            }
+        }
+        for (_, deploy, tracked) in last_holders.values() {
+            check_end(deploy, tracked, cloud, chaos).map_err(|e| format!("at rest: {e}"))?;
+        }
+        self.check_cloud_is_explained(cloud)
+    }
+
+    pub fn ends(&self) -> BTreeMap<String, u64> {
+        let mut ends = BTreeMap::new();
+        for tracked in self.deploys.values() {
+            let name = tracked.state.end.as_ref().map_or("unfinished", End::name);
+            *ends.entry(name.to_string()).or_default() += 1;
+        }
+        ends
+    }
+}
+
+/// Success leaves only the new release's ASGs for its project-config; FailureClean leaves exactly
+/// those there when it took the lock; FailureDirty only after a cleanup error that persisted past
+/// its retry bound.
+fn check_end(deploy: &str, tracked: &Tracked, cloud: &SimCloud, chaos: &Chaos) -> Result<(), String> {
+    let state = &tracked.state;
+    let key = key_of(state);
+    let release_id = &state.request.as_ref().expect("an ended deploy was requested").release_id;
+    let asgs = asgs_of(cloud, &key);
+    match state.end.as_ref().expect("checked at the end") {
+        End::Success => {
+            if let Some((name, _)) = asgs.iter().find(|(_, release)| *release != release_id) {
+                return Err(format!("deploy {deploy} succeeded, yet {name} of another release remains"));
+            }
+            if let Some(service) = state.services.values().find(|s| !asgs.contains_key(&s.asg)) {
+                return Err(format!("deploy {deploy} succeeded without its ASG {}", service.asg));
+            }
+        }
+        End::Failure { cleanliness: Cleanliness::Clean, .. } => {
+            if let Some((name, _)) = asgs.iter().find(|(_, release)| *release == release_id) {
+                return Err(format!("deploy {deploy} failed clean, yet its ASG {name} remains"));
+            }
+            if let Some(before) = &tracked.asgs_at_lock {
+                let now: BTreeSet<String> = asgs.into_keys().collect();
+                if now != *before {
+                    return Err(format!("deploy {deploy} failed clean, but the ASGs went from {before:?} to {now:?}"));
+                }
+            }
+        }
+        End::Failure { cleanliness: Cleanliness::Dirty, .. } => {
+            let abandoned: Vec<&str> =
+                state.teardown.iter().filter(|t| matches!(t.stage, TeardownStage::Abandoned { .. })).map(|t| t.asg.as_str()).collect();
+            if abandoned.is_empty() {
+                return Err(format!("deploy {deploy} ended FailureDirty without abandoning any teardown"));
+            }
+            for asg in abandoned {
+                let failures = chaos.teardown_failures.get(asg).copied().unwrap_or(0);
+                if failures < ATTEMPTS_MAX {
+                    return Err(format!(
+                        "deploy {deploy} abandoned {asg} after {failures} failed teardown calls, fewer than its bound {ATTEMPTS_MAX}"
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,157 @@
+//! The world a seed plays out in: project-configs provisioned in the simulated cloud, the releases
+//! submitted to them and when, how their instances behave, and when people halt them.
+
+use super::rng::Rng;
+use skald_engine::adapters::local::example_release;
+use skald_engine::adapters::sim::{Fate, SimCloud, Timings};
+use skald_engine::workflow::names::{instance_profile_paths, ALL, DEPLOYER, TAG_CONFIG, TAG_DEPLOY_WITH, TAG_PROJECT, TAG_SERVICE};
+use skald_engine::workflow::release::Strategy;
+use skald_engine::workflow::Release;
+
+/// The configs a seed may deploy to (all of the example's project).
+const CONFIGS: [&str; 3] = ["production", "staging", "canary"];
+
+/// One release a producer will submit.
+#[derive(Clone, Debug)]
+pub struct Planned {
+    /// Virtual milliseconds after the start.
+    pub submit_ms: u64,
+    pub release_id: String,
+    pub release: Release,
+    /// How the instances of each service behave.
+    pub fates: Vec<(String, Fate)>,
+    /// Teardown calls on this release's ASGs fail permanently while faults are on.
+    pub doomed_cleanup: bool,
+    /// Launches of this release fail permanently while faults are on.
+    pub doomed_launch: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    pub timings: Timings,
+    pub configs: Vec<String>,
+    pub deploys: Vec<Planned>,
+    /// (virtual ms after the start, config) of each halt a person sends.
+    pub halts: Vec<(u64, String)>,
+    /// How often the scheduled sweeper runs.
+    pub sweep_every_ms: u64,
+    /// Faults stop this long after the start.
+    pub fault_phase_ms: u64,
+}
+
+impl Scenario {
+    pub fn draw(rng: &mut Rng, seed: u64) -> Scenario {
+        // Some seeds boot slowly: close to a short release's timeout.
+        let boot_ms_max = if rng.chance(300) { 280_000 } else { 60_000 };
+        let timings = Timings {
+            boot_ms: rng.between(5_000, boot_ms_max),
+            lb_healthy_ms: rng.between(1_000, 40_000),
+            drain_ms: rng.between(1_000, 60_000),
+        };
+        let configs: Vec<String> = CONFIGS[..rng.between(1, 3) as usize].iter().map(|c| c.to_string()).collect();
+        // Racing releases: most seeds submit in a burst, the rest spread over half an hour.
+        let window_ms = if rng.chance(600) { rng.between(0, 20_000) } else { 30 * 60_000 };
+        let count = rng.between(2, 7);
+        let deploys = (0..count)
+            .map(|n| {
+                let config = rng.pick(&configs).clone();
+                let release_id = format!("01SIM{:04}{:017}", n, seed % 100_000_000_000_000_000);
+                let fates = ["web", "worker"].iter().map(|service| (format!("-{service}-{release_id}"), draw_fate(rng))).collect();
+                Planned {
+                    submit_ms: rng.between(0, window_ms),
+                    release: draw_release(rng, &config),
+                    release_id,
+                    fates,
+                    doomed_cleanup: rng.chance(100),
+                    doomed_launch: rng.chance(60),
+                }
+            })
+            .collect::<Vec<_>>();
+        let last_submit_ms = deploys.iter().map(|d| d.submit_ms).max().unwrap_or(0);
+        let halts = (0..rng.below(3)).map(|_| (rng.between(0, last_submit_ms + 20 * 60_000), rng.pick(&configs).clone())).collect();
+        Scenario {
+            timings,
+            configs,
+            deploys,
+            halts,
+            sweep_every_ms: rng.between(60, 300) * 1000,
+            fault_phase_ms: last_submit_ms + rng.between(0, 40 * 60_000),
+        }
+    }
+
+    /// Creates everything the releases refer to, each resource opted in and tagged for its
+    /// project-config, and sets the instances' fates.
+    pub fn provision(&self, cloud: &SimCloud) {
+        let release = example_release();
+        let project = release.project_name.as_str();
+        let opt_in = (TAG_DEPLOY_WITH, DEPLOYER);
+        cloud.add_image("ami-0a1b2c3d4e5f60718", &[("Name", release.ami.as_str()), opt_in]);
+        for (i, subnet) in release.subnets.iter().enumerate() {
+            cloud.add_subnet(&format!("subnet-0{i:016x}"), &[("Name", subnet.as_str()), opt_in]);
+        }
+        for (i, config) in self.configs.iter().enumerate() {
+            let release = release_for(config);
+            let web = &release.services["web"];
+            let sg = &web.security_groups[0];
+            cloud.add_security_group(
+                &format!("sg-0{i:016x}"),
+                &[("Name", sg), (TAG_PROJECT, project), (TAG_CONFIG, config), (TAG_SERVICE, ALL)],
+            );
+            let scope = [(TAG_PROJECT, project), (TAG_CONFIG, config.as_str()), (TAG_SERVICE, "web")];
+            cloud.add_elb(&web.elbs[0], &scope);
+            cloud.add_target_group(&web.target_groups[0], &scope);
+            cloud.add_instance_profile(
+                web.profile.as_deref().expect("web has a profile"),
+                &instance_profile_paths(project, config, "web")[0],
+            );
+        }
+        for planned in &self.deploys {
+            for (asg_part, fate) in &planned.fates {
+                cloud.set_fate(asg_part, *fate);
+            }
+        }
+    }
+}
+
+/// The example release, moved to `config`: its security group, load balancers and profile are
+/// that config's own.
+pub fn release_for(config: &str) -> Release {
+    let mut release = example_release();
+    release.config_name = config.to_string();
+    release.user_data = Some("#!/bin/sh\necho {{SERVICE_NAME}} {{RELEASE_ID}}\n".into());
+    let sg = format!("ec2::coinbase/deploy-test::{config}");
+    for service in release.services.values_mut() {
+        service.security_groups = vec![sg.clone()];
+    }
+    let web = release.services.get_mut("web").expect("the example has web");
+    web.elbs = vec![format!("coinbase-deploy-test-{config}-web-elb")];
+    web.target_groups = vec![format!("coinbase-deploy-test-{config}-web-tg")];
+    web.profile = Some(format!("coinbase-deploy-test-{config}"));
+    release
+}
+
+fn draw_release(rng: &mut Rng, config: &str) -> Release {
+    let mut release = release_for(config);
+    release.timeout = Some(*rng.pick(&[300, 600, 1_200]));
+    let strategies =
+        [Strategy::AllAtOnce, Strategy::OneThenAllWithCanary, Strategy::Percent25Steps, Strategy::Percent10Steps, Strategy::TenAtATime];
+    let web = &mut release.services.get_mut("web").expect("the example has web").autoscaling;
+    let min_size = rng.between(1, 3) as u32;
+    web.min_size = Some(min_size);
+    web.max_size = Some(min_size + rng.below(3) as u32);
+    web.strategy = Some(*rng.pick(&strategies));
+    web.max_terms = Some(rng.below(2) as u32);
+    let worker = &mut release.services.get_mut("worker").expect("the example has worker").autoscaling;
+    worker.min_size = Some(rng.between(1, 2) as u32);
+    worker.max_size = Some(2);
+    release
+}
+
+fn draw_fate(rng: &mut Rng) -> Fate {
+    match rng.below(10) {
+        0 => Fate::NeverHealthy,
+        1 => Fate::TerminatesAfterMs(rng.between(30_000, 400_000)),
+        2 => Fate::Flapping(rng.between(5_000, 60_000)),
+        _ => Fate::Healthy,
+    }
+}

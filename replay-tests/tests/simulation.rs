@@ -1,0 +1,127 @@
+//! The deterministic simulation (see `src/sim`): CI's seeds, determinism of a seed, and proof
+//! that the simulator catches deliberately broken variants of skald within CI's seed count.
+//!
+//! `SKALD_SIM_SEEDS=N cargo test -p skald-replay-tests --release --test simulation` runs N seeds
+//! instead of the CI count. A failing seed prints itself and the command that reproduces it.
+
+use skald_replay_tests::sim::chaos::Mutation;
+use skald_replay_tests::sim::{self, CI_SEEDS};
+
+/// How many seeds to run: `SKALD_SIM_SEEDS`, or the CI count.
+fn seed_count() -> u64 {
+    match std::env::var("SKALD_SIM_SEEDS") {
+        Ok(text) => text.parse().unwrap_or_else(|e| panic!("SKALD_SIM_SEEDS={text}: {e}")),
+        Err(_) => CI_SEEDS,
+    }
+}
+
+/// One of `SHARDS` interleaved slices of the seeds, so the test harness runs them on every core.
+fn shard(index: u64) {
+    const SHARDS: u64 = 4;
+    let seeds = (0..seed_count()).filter(|seed| seed % SHARDS == index);
+    if let Err(failure) = sim::run_seeds(seeds, None) {
+        panic!("{failure}");
+    }
+}
+
+// Given the real runner, faults drawn per seed, invariants checked after every step,
+// when every seed runs to rest, then no invariant breaks and every deploy finishes.
+#[test]
+fn seeds_0_mod_4_keep_every_invariant() {
+    shard(0);
+}
+
+#[test]
+fn seeds_1_mod_4_keep_every_invariant() {
+    shard(1);
+}
+
+#[test]
+fn seeds_2_mod_4_keep_every_invariant() {
+    shard(2);
+}
+
+#[test]
+fn seeds_3_mod_4_keep_every_invariant() {
+    shard(3);
+}
+
+#[test]
+fn a_seed_replays_byte_for_byte() {
+    // Given a few seeds, when each runs twice, then the histories are identical byte for byte
+    // (and the runs did the same number of steps and injected the same faults).
+    for seed in [3, 17, 256] {
+        let first = sim::run(seed, None).unwrap_or_else(|f| panic!("{f}"));
+        let second = sim::run(seed, None).unwrap_or_else(|f| panic!("{f}"));
+        assert!(!first.histories.is_empty());
+        assert_eq!(first.ndjson(), second.ndjson(), "seed {seed}");
+        assert_eq!((first.steps, &first.injected), (second.steps, &second.injected), "seed {seed}");
+    }
+}
+
+#[test]
+fn seeds_differ_in_their_fault_mix_and_outcomes() {
+    // Swarm testing only works if seeds really differ: across CI's first 200 seeds, every fault
+    // kind is on in some and off in others, and every end state occurs.
+    let reports: Vec<sim::Report> = (0..200).map(|seed| sim::run(seed, None).unwrap_or_else(|f| panic!("{f}"))).collect();
+    let injected = |kind: fn(&sim::chaos::Injected) -> u64| reports.iter().filter(|r| kind(&r.injected) > 0).count();
+    for (name, count) in [
+        ("crashes", injected(|i| i.crashes)),
+        ("lost wakes", injected(|i| i.lost_wakes)),
+        ("duplicated wakes", injected(|i| i.duplicated_wakes)),
+        ("delayed wakes", injected(|i| i.delayed_wakes)),
+        ("unknown store results", injected(|i| i.store_unknown)),
+        ("refused store calls", injected(|i| i.store_refused)),
+        ("transient cloud errors", injected(|i| i.cloud_transient)),
+        ("cloud timeouts after effects", injected(|i| i.cloud_unknown)),
+        ("permanent cloud errors", injected(|i| i.cloud_permanent)),
+    ] {
+        assert!(count > 0 && count < reports.len(), "{name} in {count} of {} seeds", reports.len());
+    }
+    for end in ["Success", "FailureClean", "FailureDirty"] {
+        assert!(reports.iter().any(|r| r.ends.contains_key(end)), "no seed ended {end}");
+    }
+    assert!(reports.iter().any(|r| r.mix.workers > 1 && r.mix.slow_worker));
+}
+
+/// Runs CI's seeds against a broken skald and returns the failure the simulator reported.
+fn first_failure(mutation: Mutation) -> sim::Failure {
+    match sim::run_seeds(0..CI_SEEDS, Some(mutation)) {
+        Ok(passed) => panic!("{} went unnoticed through {passed} seeds", mutation.name()),
+        Err(failure) => failure,
+    }
+}
+
+#[test]
+fn a_store_that_skips_the_lock_is_caught() {
+    // Given a store that drops the lock item and its conditions from every append
+    // when CI's seeds run, then some seed sees two deploys of one project-config hold the lock.
+    let failure = first_failure(Mutation::SkipLock);
+
+    assert!(failure.message.contains("hold the lock"), "{failure}");
+    assert!(failure.to_string().contains("--mutation skip-lock"), "{failure}");
+}
+
+#[test]
+fn a_launch_without_idempotency_is_caught() {
+    // Given launches that create another ASG when theirs already exists (no look-before-create)
+    // when CI's seeds run, then some seed's crash or retry leaves an ASG no history mentions.
+    let failure = first_failure(Mutation::SkipIdempotency);
+
+    assert!(failure.message.contains("no history mentions"), "{failure}");
+}
+
+#[test]
+fn a_failure_names_the_seed_and_the_command_that_reproduces_it() {
+    let failure = first_failure(Mutation::SkipLock);
+
+    let text = failure.to_string();
+    assert!(text.starts_with(&format!("seed {} failed at step", failure.seed)), "{text}");
+    assert!(
+        text.contains(&format!("cargo run -p skald-replay-tests --release --bin simulate -- --seed {} --mutation skip-lock", failure.seed)),
+        "{text}"
+    );
+    // And the failure reproduces: the same seed fails the same way at the same step.
+    let again = sim::run(failure.seed, Some(Mutation::SkipLock)).expect_err("the seed fails again");
+    assert_eq!((again.step, &again.message), (failure.step, &failure.message));
+}
