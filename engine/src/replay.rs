@@ -116,13 +116,22 @@ pub struct Verified {
 /// Reads a history without judging it: decodes and folds, stopping at the first event that cannot
 /// be read or applied. The hash chain is not checked here (see [`verify`]).
 pub fn read(stored: &[StoredEvent]) -> Result<(Vec<Recorded>, State), Failure> {
+    fold_stored(stored, |_, _| Ok(()))
+}
+
+/// Decodes and folds `stored`, calling `check` with each stored event and the state after it.
+fn fold_stored(
+    stored: &[StoredEvent],
+    mut check: impl FnMut(&StoredEvent, &State) -> Result<(), Failure>,
+) -> Result<(Vec<Recorded>, State), Failure> {
     let mut state = State::default();
     let mut recorded = Vec::with_capacity(stored.len());
     for event in stored {
-        let event = codec::decode(event).map_err(Failure::Decode)?;
-        check_shape(&state, &event).map_err(Failure::Fold)?;
-        state = evolve(state, &event);
-        recorded.push(event);
+        let decoded = codec::decode(event).map_err(Failure::Decode)?;
+        check_shape(&state, &decoded).map_err(Failure::Fold)?;
+        state = evolve(state, &decoded);
+        check(event, &state)?;
+        recorded.push(decoded);
     }
     Ok((recorded, state))
 }
@@ -145,24 +154,19 @@ pub fn verify(stored: &[StoredEvent]) -> Result<Verified, Failure> {
         }
     }
     codec::verify_chain(stored).map_err(Failure::Chain)?;
-    let mut state = State::default();
-    let mut recorded = Vec::with_capacity(stored.len());
     let mut states_compared = 0;
     let comparable = codec::state_hash_prefix();
-    for event in stored {
-        let decoded = codec::decode(event).map_err(Failure::Decode)?;
-        check_shape(&state, &decoded).map_err(Failure::Fold)?;
-        state = evolve(state, &decoded);
+    let (recorded, state) = fold_stored(stored, |event, state| {
         // A state recorded under another State schema cannot hash alike; see `codec::state_hash`.
         if event.state_hash.starts_with(&comparable) {
-            let replayed = codec::state_hash(&state);
+            let replayed = codec::state_hash(state);
             if replayed != event.state_hash {
                 return Err(Failure::StateHash { seq: event.seq, recorded: event.state_hash.clone(), replayed });
             }
             states_compared += 1;
         }
-        recorded.push(decoded);
-    }
+        Ok(())
+    })?;
     audit::check(&recorded).map_err(|d| Failure::Decision(Box::new(d)))?;
     let last_hash = stored.last().map(|e| e.hash.clone()).unwrap_or_default();
     Ok(Verified { events: stored.len(), states_compared, last_hash, end: state.end.as_ref().map(End::name) })

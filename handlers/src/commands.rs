@@ -127,8 +127,9 @@ pub async fn status(env: &AwsEnv, key: LockKey, json: bool, out: Out<'_>) -> Res
     }
     let request = state.request.as_ref().ok_or("the deploy has no request")?;
     writeln!(out, "deploy {} of {} {}: {}", latest.deploy, key.project, key.config, state.phase()).map_err(io)?;
-    writeln!(out, "  requested {} by {}", request.requested_at, request.requested_by.as_deref().unwrap_or("unknown")).map_err(io)?;
-    writeln!(out, "  release sha256 {}", request.release_digest).map_err(io)?;
+    for line in crate::replay::request_lines(request) {
+        writeln!(out, "{line}").map_err(io)?;
+    }
     if let Some(End::Failure { error, reason, .. }) = &state.end {
         writeln!(out, "  {error:?}: {reason}").map_err(io)?;
     }

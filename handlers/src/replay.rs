@@ -11,7 +11,7 @@ use skald_engine::codec::{self, StoredEvent};
 use skald_engine::ports::EventStore;
 use skald_engine::replay::{self, Failure, Phase};
 use skald_engine::workflow::audit::Expected;
-use skald_engine::workflow::state::{Lock, TeardownStage};
+use skald_engine::workflow::state::{Lock, Request, TeardownStage};
 use skald_engine::workflow::{End, Recorded, State};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -179,8 +179,7 @@ pub fn describe_state(state: &State) -> Vec<String> {
     if let Some(request) = &state.request {
         let release = &request.release;
         lines.push(format!("  deploy {} of {} {}", request.release_id, release.project_name, release.config_name));
-        lines.push(format!("  requested {} by {}", request.requested_at, request.requested_by.as_deref().unwrap_or("unknown")));
-        lines.push(format!("  release sha256 {}", request.release_digest));
+        lines.extend(request_lines(request));
     }
     let lock = match state.lock {
         Lock::Untried => "not yet taken".to_string(),
@@ -279,8 +278,7 @@ pub fn header(state: &State, recorded: &[Recorded]) -> Vec<String> {
     if let Some(request) = &state.request {
         let release = &request.release;
         lines.push(format!("deploy {} of {} {}", request.release_id, release.project_name, release.config_name));
-        lines.push(format!("  requested {} by {}", request.requested_at, request.requested_by.as_deref().unwrap_or("unknown")));
-        lines.push(format!("  release sha256 {}", request.release_digest));
+        lines.extend(request_lines(request));
     }
     let took = match (recorded.first(), recorded.last()) {
         (Some(first), Some(last)) => duration(last.at.ms_since(first.at)),
@@ -289,6 +287,14 @@ pub fn header(state: &State, recorded: &[Recorded]) -> Vec<String> {
     let end = state.end.as_ref().map_or("still running", End::name);
     lines.push(format!("  {end} after {took}, {} events", recorded.len()));
     lines
+}
+
+/// When and by whom a deploy was requested, and what exactly: the lines `status` and `replay` share.
+pub fn request_lines(request: &Request) -> [String; 2] {
+    [
+        format!("  requested {} by {}", request.requested_at, request.requested_by.as_deref().unwrap_or("unknown")),
+        format!("  release sha256 {}", request.release_digest),
+    ]
 }
 
 /// `h:mm:ss`.

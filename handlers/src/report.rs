@@ -121,8 +121,9 @@ fn x(t: u64, total_ms: u64) -> f64 {
 }
 
 fn phases_section(recorded: &[Recorded], start: Timestamp, total_ms: u64) -> String {
+    let phases = replay::phases(recorded);
     let mut svg = format!("<svg viewBox=\"0 0 {CHART_WIDTH} 50\" width=\"{CHART_WIDTH}\" height=\"50\" role=\"img\">");
-    for (i, phase) in replay::phases(recorded).iter().enumerate() {
+    for (i, phase) in phases.iter().enumerate() {
         let (from, until) = (x(phase.from.ms_since(start), total_ms), x(phase.until.ms_since(start), total_ms));
         let width = (until - from).max(2.0);
         let _ = write!(
@@ -140,7 +141,7 @@ fn phases_section(recorded: &[Recorded], start: Timestamp, total_ms: u64) -> Str
         }
     }
     svg.push_str("</svg><table><tr><th>phase</th><th>from</th><th>for</th></tr>");
-    for phase in replay::phases(recorded) {
+    for phase in &phases {
         let _ = write!(svg, "<tr><td>{}</td><td>#{}</td><td>{}</td></tr>", phase.name, phase.from_seq, duration(phase.elapsed_ms()));
     }
     svg.push_str("</table>");
