@@ -1,7 +1,8 @@
 //! The runner: handles one message by stepping a deploy forward as far as it can go now.
 //!
 //! One step is: load the history, fold it, decide, execute, append the outcome (a conditional
-//! write: the loser of a race re-reads nothing and leaves), and repeat until the deploy must wait;
+//! write: the loser of a race re-reads the history and decides again), and repeat until the deploy
+//! must wait;
 //! then send a delayed wake. The runner keeps no state between messages; everything it knows
 //! it reads from the event log, so any worker can pick up any deploy at any point.
 
@@ -47,8 +48,6 @@ pub enum Handled {
         /// reports an end once, such as the Lambda's FailureDirty metric, looks at this.
         ended_now: bool,
     },
-    /// Another worker appended first; it carries the deploy on.
-    Superseded { deploy: String },
     /// The message asks for nothing that can be done (a halt with no running deploy).
     Ignored { reason: String },
 }
@@ -125,7 +124,7 @@ impl<S: EventStore, Q: Queue, C: Cloud, K: Clock> Runner<S, Q, C, K> {
     /// `redelivered` says the queue delivered this message before.
     pub async fn handle(&self, message: Message, sender: Option<String>, redelivered: bool) -> Result<Handled, RunError> {
         let handled = self.handle_message(message, sender, redelivered).await?;
-        if let Handled::Waiting { deploy, .. } | Handled::Finished { deploy, .. } | Handled::Superseded { deploy } = &handled {
+        if let Handled::Waiting { deploy, .. } | Handled::Finished { deploy, .. } = &handled {
             self.publish_transitions(deploy).await?;
         }
         Ok(handled)
@@ -257,10 +256,15 @@ impl<S: EventStore, Q: Queue, C: Cloud, K: Clock> Runner<S, Q, C, K> {
     /// Steps a deploy until it waits, ends, or has done `ACTIONS_PER_MESSAGE_MAX` actions.
     async fn step(&self, deploy: &str, delivery: Delivery) -> Result<Handled, RunError> {
         let mut loaded = self.load(deploy).await?;
-        let seq_at_start = loaded.state.seq;
+        let mut seq_at_start = loaded.state.seq;
         for _ in 0..ACTIONS_PER_MESSAGE_MAX {
             let now = self.clock.now();
-            let result = match decide(&loaded.state, now) {
+            let decision = decide(&loaded.state, now);
+            let launching = match &decision {
+                Decision::Act(Command::Launch { spec }) => Some((spec.asg_name.clone(), spec.launch_template_name.clone())),
+                _ => None,
+            };
+            let result = match decision {
                 Decision::Finished => {
                     // A finished history takes no more events, so if this message appended any,
                     // the last of them was the end.
@@ -277,13 +281,41 @@ impl<S: EventStore, Q: Queue, C: Cloud, K: Clock> Runner<S, Q, C, K> {
             };
             match result {
                 Ok(()) => {}
-                Err(AppendError::Conflict { .. }) => return Ok(Handled::Superseded { deploy: deploy.to_string() }),
+                // Another worker appended first. It may die before it finishes what it started,
+                // and this message may be the only one left for the deploy (a deploy without its
+                // lock has no sweeper to wake it): re-read and decide again rather than leave.
+                // What the other worker appended is not this worker's progress.
+                Err(AppendError::Conflict { .. }) => {
+                    loaded = self.load(deploy).await?;
+                    seq_at_start = loaded.state.seq;
+                    if let Some((asg, launch_template)) = launching {
+                        self.undo_stale_launch(&loaded.state, &asg, &launch_template).await;
+                    }
+                }
                 Err(e) => return Err(append_error(e)),
             }
         }
         // Out of budget for this message, not out of work: continue in a fresh invocation.
         self.queue.send(&Message::Wake { deploy: deploy.to_string(), seq: loaded.state.seq }, 0).await?;
         Ok(Handled::Waiting { deploy: deploy.to_string(), until: self.clock.now() })
+    }
+
+    /// A launch whose outcome lost the race to append was carried out on a stale view: while this
+    /// worker stalled, others launched the ASG, recorded it, and may have deleted it since (a halt
+    /// or a failure tore it down). Then this launch created it again, and the log says it is gone.
+    /// Repeating the recorded delete makes the cloud agree with the log. (No AWS call can be
+    /// conditioned on the log's seq, so this is the only fence a stale effect has.) Best effort,
+    /// a bounded number of tries: a failure leaves an ASG tagged with its release for a person.
+    async fn undo_stale_launch(&self, state: &State, asg: &str, launch_template: &str) {
+        let deleted = state.teardown.iter().any(|t| t.asg == asg && t.stage == crate::workflow::state::TeardownStage::Deleted);
+        if !deleted {
+            return;
+        }
+        for _ in 0..crate::workflow::state::ATTEMPTS_MAX {
+            if self.cloud.delete(asg, Some(launch_template)).await.is_ok() {
+                return;
+            }
+        }
     }
 
     /// Carries out a command and records its outcome. Returns how long to wait when the outcome

@@ -4,10 +4,15 @@
 
 mod support;
 
-use skald_engine::adapters::memory::AppendFault;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use skald_engine::adapters::memory::{block_on, AppendFault, MemoryStore};
 use skald_engine::adapters::sim::{Fate, Op};
+use skald_engine::codec::StoredEvent;
 use skald_engine::message::Message;
-use skald_engine::ports::LockKey;
+use skald_engine::ports::{Append, AppendError, EventStore, IndexEntry, LockKey, StoreError, Tail};
 use skald_engine::runner::{Handled, RunError};
 use skald_engine::workflow::event::{Cleanliness, ErrorKind, Event};
 use skald_engine::workflow::names::TAG_DEPLOY_WITH;
@@ -111,7 +116,7 @@ fn the_new_service_starts_at_the_previous_capacity() {
     local.submit(&release, &id(1));
     run_until_end(&local, &id(1));
     let old_web = format!("coinbase/deploy-test-production-web-{}", id(1));
-    skald_engine::adapters::memory::block_on(skald_engine::ports::Cloud::set_capacity(&local.cloud, &old_web, 2, 4)).unwrap();
+    block_on(skald_engine::ports::Cloud::set_capacity(&local.cloud, &old_web, 2, 4)).unwrap();
 
     // When the next release deploys
     local.submit(&release, &id(2));
@@ -541,9 +546,9 @@ fn a_deploy_whose_wakes_were_lost_is_woken_by_the_sweeper() {
     local.queue.lose_all();
 
     // When the sweeper runs before the deploy is overdue, and again after
-    let early = skald_engine::adapters::memory::block_on(local.runner.sweep()).unwrap();
+    let early = block_on(local.runner.sweep()).unwrap();
     local.clock.advance_ms((skald_engine::workflow::decide::STALL_GRACE_SECS + 120) * 1000);
-    let late = skald_engine::adapters::memory::block_on(local.runner.sweep()).unwrap();
+    let late = block_on(local.runner.sweep()).unwrap();
     let state = run_until_end(&local, &id(1));
 
     // Then only the overdue sweep woke it, and it went on to release its lock
@@ -562,9 +567,78 @@ fn the_sweeper_leaves_patient_deploys_alone() {
         if local.state(&id(1)).is_finished() {
             break;
         }
-        let swept = skald_engine::adapters::memory::block_on(local.runner.sweep()).unwrap();
+        let swept = block_on(local.runner.sweep()).unwrap();
         assert!(swept.woken.is_empty(), "a deploy that keeps its schedule is never woken: {swept:?}");
         local.deliver_next();
     }
     assert_eq!(local.state(&id(1)).end, Some(End::Success));
+}
+
+/// A store where another worker wins the race for the first append carrying `kind`: that append
+/// lands as the other worker's, which then dies, and the caller's own attempt finds its seq taken.
+#[derive(Clone)]
+struct RaceLostOnce {
+    inner: MemoryStore,
+    kind: &'static str,
+    raced: Arc<AtomicBool>,
+}
+
+impl EventStore for RaceLostOnce {
+    fn load(&self, deploy: &str) -> impl Future<Output = Result<Vec<StoredEvent>, StoreError>> + Send {
+        self.inner.load(deploy)
+    }
+
+    fn load_tail(&self, deploy: &str) -> impl Future<Output = Result<Tail, StoreError>> + Send {
+        self.inner.load_tail(deploy)
+    }
+
+    fn append(&self, append: Append) -> impl Future<Output = Result<(), AppendError>> + Send {
+        let races = append.events.iter().any(|e| e.kind == self.kind) && !self.raced.swap(true, Ordering::SeqCst);
+        if races {
+            block_on(self.inner.append(append.clone())).expect("the other worker's append lands");
+        }
+        self.inner.append(append)
+    }
+
+    fn held_locks(&self) -> impl Future<Output = Result<Vec<(LockKey, String)>, StoreError>> + Send {
+        self.inner.held_locks()
+    }
+
+    fn deploys(&self, key: &LockKey, limit: usize) -> impl Future<Output = Result<Vec<IndexEntry>, StoreError>> + Send {
+        self.inner.deploys(key, limit)
+    }
+
+    fn notified(&self, deploy: &str) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        self.inner.notified(deploy)
+    }
+
+    fn mark_notified(&self, deploy: &str, seq: u64) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.inner.mark_notified(deploy, seq)
+    }
+}
+
+#[test]
+fn a_worker_that_loses_an_append_race_carries_the_deploy_on() {
+    // Regression (found by the simulation, seed 2890): two workers held the same request; the
+    // one that recorded LockDenied died before the closing event, and the other, having lost the
+    // race, deleted the message and left. The deploy held no lock, so no sweeper ever woke it.
+    let release = release();
+    let local = world(&release);
+    local.submit(&release, &id(1));
+    run_until_event(&local, &id(1), "ServiceLaunched");
+    let runner = skald_engine::runner::Runner {
+        store: RaceLostOnce { inner: local.store.clone(), kind: "LockDenied", raced: Default::default() },
+        queue: local.queue.clone(),
+        cloud: local.cloud.clone(),
+        clock: local.clock.clone(),
+        config: Default::default(),
+    };
+
+    // When the second release's request is handled by a worker that loses the LockDenied race
+    let request = Message::DeployRequested { release: Box::new(release.clone()), release_id: id(2), created_at: local.now() };
+    let handled = block_on(runner.handle(request, None, false)).unwrap();
+
+    // Then it re-reads the history and closes the deploy itself
+    assert!(matches!(handled, Handled::Finished { .. }), "{handled:?}");
+    assert_eq!(types(&local.history(&id(2))), ["DeployRequested", "ReleaseValidated", "LockDenied", "DeployFailed"]);
 }

@@ -86,6 +86,7 @@ mod tests {
         assert!(failure_dirty_line("t", &finished(Cleanliness::Clean, true), 0).is_none());
         let success = Handled::Finished { deploy: "deploy#x".into(), end: Some(End::Success), ended_now: true };
         assert!(failure_dirty_line("t", &success, 0).is_none());
-        assert!(failure_dirty_line("t", &Handled::Superseded { deploy: "deploy#x".into() }, 0).is_none());
+        let waiting = Handled::Waiting { deploy: "deploy#x".into(), until: skald_engine::workflow::time::Timestamp(0) };
+        assert!(failure_dirty_line("t", &waiting, 0).is_none());
     }
 }

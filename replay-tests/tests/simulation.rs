@@ -125,3 +125,20 @@ fn a_failure_names_the_seed_and_the_command_that_reproduces_it() {
     let again = sim::run(failure.seed, Some(Mutation::SkipLock)).expect_err("the seed fails again");
     assert_eq!((again.step, &again.message), (failure.step, &failure.message));
 }
+
+#[test]
+fn seeds_that_found_bugs_stay_fixed() {
+    // Each of these seeds once broke an invariant (see the report of issue 7):
+    // 0: a launch that failed transiently was never retried (the runner then panicked);
+    // 259: a stale worker resized the live ASG after success (now counted as a stale repeat);
+    // 2890: a worker that lost an append race left, and the winner died: a deploy without its
+    //       lock stranded for good;
+    // 9355: a stale worker's launch recreated an ASG the log had deleted, leaking it.
+    for seed in [0, 259, 2_890, 9_355] {
+        if let Err(failure) = sim::run(seed, None) {
+            panic!("{failure}");
+        }
+    }
+    let stale = sim::run(259, None).expect("passes");
+    assert!(!stale.stale_repeats.is_empty(), "seed 259 still exercises a stale worker");
+}

@@ -31,6 +31,8 @@ pub struct Checker {
     mentioned: BTreeSet<String>,
     locks_taken: u64,
     after_end_reported: usize,
+    /// Deploys that ended, whose end state is judged once no worker holding them is in flight.
+    ended_unjudged: Vec<String>,
 }
 
 /// The ASGs the cloud holds for a project-config, with their release ids.
@@ -50,9 +52,19 @@ fn key_of(state: &State) -> LockKey {
 
 impl Checker {
     /// Reads what the last step appended and checks every invariant. The error says which broke.
-    pub fn after_step(&mut self, store: &MemoryStore, cloud: &SimCloud, chaos: &Chaos) -> Result<(), String> {
+    ///
+    /// `in_flight` names the deploys some running worker has loaded. A deploy's end state is judged
+    /// once none has: a stale worker may still be carrying out a launch it loaded long ago, and
+    /// undoes it when its append loses (see `Runner::undo_stale_launch`).
+    pub fn after_step(&mut self, store: &MemoryStore, cloud: &SimCloud, chaos: &Chaos, in_flight: &BTreeSet<String>) -> Result<(), String> {
         for deploy in store.deploy_ids() {
-            self.read_new_events(&deploy, store, cloud, chaos)?;
+            self.read_new_events(&deploy, store, cloud)?;
+        }
+        let (judge_now, wait): (Vec<String>, Vec<String>) = self.ended_unjudged.drain(..).partition(|d| !in_flight.contains(d));
+        self.ended_unjudged = wait;
+        for deploy in judge_now {
+            let tracked = &self.deploys[&deploy];
+            check_end(&deploy, tracked, cloud, chaos, !self.locked_since(tracked))?;
         }
         self.check_locks(store)?;
         self.check_cloud_is_explained(cloud)?;
@@ -65,7 +77,15 @@ impl Checker {
 
     /// Sequences gapless and hash-chained, every event decodes and folds, nothing after the end;
     /// and the end state, checked against the cloud the moment it is recorded.
-    fn read_new_events(&mut self, deploy: &str, store: &MemoryStore, cloud: &SimCloud, chaos: &Chaos) -> Result<(), String> {
+    /// Whether another deploy of the same project-config took the lock after `tracked` did: then
+    /// the project-config's ASGs are that deploy's business, and only `tracked`'s own are judged.
+    fn locked_since(&self, tracked: &Tracked) -> bool {
+        let key = key_of(&tracked.state);
+        let mine = tracked.locked_as.unwrap_or(0);
+        self.deploys.values().any(|other| other.locked_as.is_some_and(|order| order > mine) && key_of(&other.state) == key)
+    }
+
+    fn read_new_events(&mut self, deploy: &str, store: &MemoryStore, cloud: &SimCloud) -> Result<(), String> {
         let tracked = self.deploys.entry(deploy.to_string()).or_insert_with(|| Tracked {
             state: State::default(),
             last_hash: String::new(),
@@ -98,7 +118,7 @@ impl Checker {
         let newly_ended = tracked.state.end.is_none() && state.end.is_some();
         tracked.state = state;
         if newly_ended {
-            check_end(deploy, tracked, cloud, chaos)?;
+            self.ended_unjudged.push(deploy.to_string());
         }
         Ok(())
     }
@@ -160,7 +180,7 @@ impl Checker {
             }
         }
         for (_, deploy, tracked) in last_holders.values() {
-            check_end(deploy, tracked, cloud, chaos).map_err(|e| format!("at rest: {e}"))?;
+            check_end(deploy, tracked, cloud, chaos, true).map_err(|e| format!("at rest: {e}"))?;
         }
         self.check_cloud_is_explained(cloud)
     }
@@ -178,17 +198,19 @@ impl Checker {
 /// Success leaves only the new release's ASGs for its project-config; FailureClean leaves exactly
 /// those there when it took the lock; FailureDirty only after a cleanup error that persisted past
 /// its retry bound.
-fn check_end(deploy: &str, tracked: &Tracked, cloud: &SimCloud, chaos: &Chaos) -> Result<(), String> {
+/// With `whole` false (another deploy has the project-config since), only the deploy's own ASGs
+/// are judged.
+fn check_end(deploy: &str, tracked: &Tracked, cloud: &SimCloud, chaos: &Chaos, whole: bool) -> Result<(), String> {
     let state = &tracked.state;
     let key = key_of(state);
     let release_id = &state.request.as_ref().expect("an ended deploy was requested").release_id;
     let asgs = asgs_of(cloud, &key);
     match state.end.as_ref().expect("checked at the end") {
         End::Success => {
-            if let Some((name, _)) = asgs.iter().find(|(_, release)| *release != release_id) {
+            if let Some((name, _)) = asgs.iter().find(|(_, release)| whole && *release != release_id) {
                 return Err(format!("deploy {deploy} succeeded, yet {name} of another release remains"));
             }
-            if let Some(service) = state.services.values().find(|s| !asgs.contains_key(&s.asg)) {
+            if let Some(service) = state.services.values().find(|s| whole && !asgs.contains_key(&s.asg)) {
                 return Err(format!("deploy {deploy} succeeded without its ASG {}", service.asg));
             }
         }
@@ -196,7 +218,7 @@ fn check_end(deploy: &str, tracked: &Tracked, cloud: &SimCloud, chaos: &Chaos) -
             if let Some((name, _)) = asgs.iter().find(|(_, release)| *release == release_id) {
                 return Err(format!("deploy {deploy} failed clean, yet its ASG {name} remains"));
             }
-            if let Some(before) = &tracked.asgs_at_lock {
+            if let Some(before) = tracked.asgs_at_lock.as_ref().filter(|_| whole) {
                 let now: BTreeSet<String> = asgs.into_keys().collect();
                 if now != *before {
                     return Err(format!("deploy {deploy} failed clean, but the ASGs went from {before:?} to {now:?}"));

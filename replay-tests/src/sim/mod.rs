@@ -370,7 +370,8 @@ impl Sim {
             self.clock.advance_ms(self.rng.below(call_ms_max + 1));
         }
         let chaos = self.chaos.lock().unwrap();
-        self.checker.after_step(&self.store, &self.cloud, &chaos)
+        let in_flight = (0..self.slots.len()).filter(|s| self.slots[*s].is_some()).filter_map(|s| chaos.loaded[s].clone()).collect();
+        self.checker.after_step(&self.store, &self.cloud, &chaos, &in_flight)
     }
 
     fn finish(&mut self, done: Done) -> Result<(), String> {
