@@ -6,9 +6,7 @@
 //! environment (`lambda::aws_runner`: the standard AWS config chain, DynamoDB, SQS and the cloud
 //! clients) and hands a batch of 10 records to `lambda::handle_batch`. The child reports its peak
 //! resident set (`VmHWM` in /proc/self/status) after start-up and after the batch: the parent's
-//! moto set-up is not in it. `cargo bench -p skald-replay-tests --bench lambda_memory`
-
-mod common;
+//! moto set-up is not in it. `cargo bench -p skald-handlers --bench lambda_memory`
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use skald_engine::adapters::aws::AwsCloud;
@@ -98,7 +96,7 @@ fn main() {
     let text = String::from_utf8_lossy(&output.stdout);
     let numbers: Vec<u64> = text.split_whitespace().filter_map(|n| n.parse().ok()).collect();
     let [started, peak, current] = numbers[..] else { panic!("unexpected child output: {text}") };
-    println!("Lambda handler memory, one batch of {BATCH_RECORDS} DeployRequested records against moto ({})", common::machine());
+    println!("Lambda handler memory, one batch of {BATCH_RECORDS} DeployRequested records against moto ({} cores)", std::thread::available_parallelism().map_or(0, |n| n.get()));
     println!("| measure | KiB | MiB |");
     println!("|---|---:|---:|");
     for (name, kib) in [
