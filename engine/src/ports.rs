@@ -9,7 +9,7 @@ use crate::message::Message;
 use crate::notify::Notification;
 use crate::workflow::command::HealthTarget;
 use crate::workflow::health::ServiceReport;
-use crate::workflow::resources::{Lookup, Query};
+use crate::workflow::resources::{Lookup, Query, RuleCondition, Tags, TargetGroupShape, Weighted};
 use crate::workflow::{CloudError, LaunchSpec, Timestamp};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -159,8 +159,33 @@ pub trait Cloud {
     /// Whether the ASG's instances have left its former load balancers.
     fn is_detached(&self, asg: &str, elbs: &[String], target_groups: &[String]) -> impl Future<Output = Result<bool, CloudError>> + Send;
 
-    /// Deletes the ASG (terminating its instances) and the launch template; gone already is done.
-    fn delete(&self, asg: &str, launch_template: Option<&str>) -> impl Future<Output = Result<(), CloudError>> + Send;
+    /// Creates a target group named `name` shaped like a template, returning its ARN. A group of
+    /// that name carrying the same release tag is the one a crashed worker made: its ARN is returned.
+    fn create_target_group(
+        &self,
+        name: &str,
+        shape: &TargetGroupShape,
+        tags: &Tags,
+    ) -> impl Future<Output = Result<String, CloudError>> + Send;
+
+    /// Makes the listener's rule at `priority` forward to `forward` (weighted), creating it with
+    /// `conditions` if there is none; an empty `forward` deletes the rule. Repeatable.
+    fn shift_traffic(
+        &self,
+        listener_arn: &str,
+        priority: u32,
+        conditions: &[RuleCondition],
+        forward: &[Weighted],
+    ) -> impl Future<Output = Result<(), CloudError>> + Send;
+
+    /// Deletes the ASG (terminating its instances), then the launch template and the target
+    /// group (by name); gone already is done.
+    fn delete(
+        &self,
+        asg: &str,
+        launch_template: Option<&str>,
+        target_group: Option<&str>,
+    ) -> impl Future<Output = Result<(), CloudError>> + Send;
 
     /// Whether transitions are published at all (a deployer may have nowhere to send them).
     fn notifies(&self) -> bool;

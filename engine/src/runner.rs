@@ -260,8 +260,10 @@ impl<S: EventStore, Q: Queue, C: Cloud, K: Clock> Runner<S, Q, C, K> {
         for _ in 0..ACTIONS_PER_MESSAGE_MAX {
             let now = self.clock.now();
             let decision = decide(&loaded.state, now);
-            let launching = match &decision {
-                Decision::Act(Command::Launch { spec }) => Some((spec.asg_name.clone(), spec.launch_template_name.clone())),
+            let effect = match &decision {
+                Decision::Act(command @ (Command::Launch { .. } | Command::CreateTargetGroup { .. } | Command::ShiftTraffic { .. })) => {
+                    Some(command.clone())
+                }
                 _ => None,
             };
             let result = match decision {
@@ -288,8 +290,16 @@ impl<S: EventStore, Q: Queue, C: Cloud, K: Clock> Runner<S, Q, C, K> {
                 Err(AppendError::Conflict { .. }) => {
                     loaded = self.load(deploy).await?;
                     seq_at_start = loaded.state.seq;
-                    if let Some((asg, launch_template)) = launching {
-                        self.undo_stale_launch(&loaded.state, &asg, &launch_template).await;
+                    match effect {
+                        Some(Command::Launch { spec }) => {
+                            self.undo_stale_create(&loaded.state, &spec.asg_name, Some(&spec.launch_template_name), None).await
+                        }
+                        Some(Command::CreateTargetGroup { service, name, .. }) => {
+                            let asg = loaded.state.services.get(&service).map(|p| p.asg.clone()).unwrap_or_default();
+                            self.undo_stale_create(&loaded.state, &asg, None, Some(&name)).await
+                        }
+                        Some(Command::ShiftTraffic { .. }) => self.reassert_recorded_traffic(&loaded.state).await,
+                        _ => {}
                     }
                 }
                 Err(e) => return Err(append_error(e)),
@@ -300,20 +310,49 @@ impl<S: EventStore, Q: Queue, C: Cloud, K: Clock> Runner<S, Q, C, K> {
         Ok(Handled::Waiting { deploy: deploy.to_string(), until: self.clock.now() })
     }
 
-    /// A launch whose outcome lost the race to append was carried out on a stale view: while this
-    /// worker stalled, others launched the ASG, recorded it, and may have deleted it since (a halt
-    /// or a failure tore it down). Then this launch created it again, and the log says it is gone.
-    /// Repeating the recorded delete makes the cloud agree with the log. (No AWS call can be
-    /// conditioned on the log's seq, so this is the only fence a stale effect has.) Best effort,
-    /// a bounded number of tries: a failure leaves an ASG tagged with its release for a person.
-    async fn undo_stale_launch(&self, state: &State, asg: &str, launch_template: &str) {
+    /// A create (a launch, a target group) whose outcome lost the race to append was carried out
+    /// on a stale view: while this worker stalled, others created the thing, recorded it, and may
+    /// have deleted it since (a halt or a failure tore it down). Then this create made it again,
+    /// and the log says it is gone. Repeating the recorded delete makes the cloud agree with the
+    /// log. (No AWS call can be conditioned on the log's seq, so this is the only fence a stale
+    /// effect has.) Best effort, a bounded number of tries: a failure leaves a resource tagged
+    /// with its release for a person.
+    async fn undo_stale_create(&self, state: &State, asg: &str, launch_template: Option<&str>, target_group: Option<&str>) {
         let deleted = state.teardown.iter().any(|t| t.asg == asg && t.stage == crate::workflow::state::TeardownStage::Deleted);
         if !deleted {
             return;
         }
         for _ in 0..crate::workflow::state::ATTEMPTS_MAX {
-            if self.cloud.delete(asg, Some(launch_template)).await.is_ok() {
+            if self.cloud.delete(asg, launch_template, target_group).await.is_ok() {
                 return;
+            }
+        }
+    }
+
+    /// A shift made on a stale view (by a worker that stalled, then lost the race to append, or
+    /// whose effect landed late after it died) can overwrite the shifts the log records since:
+    /// then the rule says what the stale worker set, not what the log says. Setting the weights
+    /// the log records again makes them agree; when they agreed already it changes nothing. The
+    /// runner does this when its own shift loses a race, and before it deletes a release's
+    /// target group (where a rule that disagrees would block the delete, or worse). Best effort,
+    /// bounded. Once the deploy gave its lock back the rule may be another deploy's: then it is
+    /// left alone.
+    async fn reassert_recorded_traffic(&self, state: &State) {
+        if !matches!(state.lock, crate::workflow::state::Lock::Held { .. }) {
+            return;
+        }
+        let account = state.request.as_ref().and_then(|r| r.release.aws_account_id.as_deref());
+        let Ok(cloud) = self.cloud.in_account(account).await else { return };
+        for service in state.services.keys() {
+            let Some(Command::ShiftTraffic { listener_arn, priority, conditions, forward, .. }) =
+                crate::workflow::decide::shift_to_recorded(state, service)
+            else {
+                continue;
+            };
+            for _ in 0..crate::workflow::state::ATTEMPTS_MAX {
+                if cloud.shift_traffic(&listener_arn, priority, &conditions, &forward).await.is_ok() {
+                    break;
+                }
             }
         }
     }
@@ -373,6 +412,7 @@ impl<S: EventStore, Q: Queue, C: Cloud, K: Clock> Runner<S, Q, C, K> {
                     Command::ResolveResources { .. } => Outcome::Looked(Err(error)),
                     Command::ObserveHealth { .. } => Outcome::Health(Err(error)),
                     Command::CheckDetached { .. } => Outcome::Detached(Err(error)),
+                    Command::CreateTargetGroup { .. } => Outcome::Created(Err(error)),
                     _ => Outcome::Done(Err(error)),
                 }
             }
@@ -384,7 +424,16 @@ impl<S: EventStore, Q: Queue, C: Cloud, K: Clock> Runner<S, Q, C, K> {
             Command::ObserveHealth { targets } => Outcome::Health(cloud.observe(targets).await),
             Command::Detach { asg, elbs, target_groups } => Outcome::Done(cloud.detach(asg, elbs, target_groups).await),
             Command::CheckDetached { asg, elbs, target_groups } => Outcome::Detached(cloud.is_detached(asg, elbs, target_groups).await),
-            Command::Delete { asg, launch_template } => Outcome::Done(cloud.delete(asg, launch_template.as_deref()).await),
+            Command::CreateTargetGroup { name, shape, tags, .. } => Outcome::Created(cloud.create_target_group(name, shape, tags).await),
+            Command::ShiftTraffic { listener_arn, priority, conditions, forward, .. } => {
+                Outcome::Done(cloud.shift_traffic(listener_arn, *priority, conditions, forward).await)
+            }
+            Command::Delete { asg, launch_template, target_group } => {
+                if target_group.is_some() {
+                    self.reassert_recorded_traffic(state).await;
+                }
+                Outcome::Done(cloud.delete(asg, launch_template.as_deref(), target_group.as_deref()).await)
+            }
             Command::AcquireLock { .. } | Command::ReleaseLock { .. } => unreachable!("lock commands never reach the cloud"),
         }
     }

@@ -8,21 +8,12 @@
 //! one emulator.
 
 use skald_engine::adapters::aws::AwsCloud;
-use skald_engine::adapters::local::VISIBILITY_SECS;
-use skald_engine::adapters::memory::{MemoryQueue, MemoryStore, VirtualClock};
-use skald_engine::codec::read_history;
-use skald_engine::message::Message;
-use skald_engine::ports::{Clock, Cloud};
-use skald_engine::runner::{RunError, Runner, RunnerConfig};
+use skald_engine::ports::Cloud;
+use skald_engine::testing::deploys::{failures, halt, history, memory_runner, run_until_end, submit};
 use skald_engine::testing::{self, moto};
 use skald_engine::workflow::command::HealthTarget;
 use skald_engine::workflow::resources::{check, Query};
-use skald_engine::workflow::{Event, Release, State, Timestamp};
-use std::sync::Arc;
-
-/// 2026-11-21T12:00:00Z.
-const T0: Timestamp = Timestamp(1_795_262_400_000);
-const MESSAGES_MAX: usize = 2_000;
+use skald_engine::workflow::{Event, Release};
 
 fn release_for(label: &str) -> Release {
     testing::example_release_for(label)
@@ -130,57 +121,6 @@ async fn an_instance_profile_outside_its_path_is_reported() {
 
 // ---- whole deploys through the adapter -----------------------------------------------------------
 
-type AwsLocal = Runner<MemoryStore, Arc<MemoryQueue>, AwsCloud, Arc<VirtualClock>>;
-
-fn runner(cloud: AwsCloud) -> AwsLocal {
-    let clock = VirtualClock::starting_at(T0);
-    Runner {
-        store: MemoryStore::new(),
-        queue: Arc::new(MemoryQueue::new(clock.clone(), VISIBILITY_SECS)),
-        cloud,
-        clock,
-        config: RunnerConfig::default(),
-    }
-}
-
-/// Delivers messages (moving the virtual clock to the next one when none is due) until
-/// `deploy` ends.
-async fn run_until_end(runner: &AwsLocal, deploy: &str) -> State {
-    for _ in 0..MESSAGES_MAX {
-        let state = read_history(&runner.store.history(deploy)).unwrap().1;
-        if state.is_finished() {
-            return state;
-        }
-        let delivery = match runner.queue.receive() {
-            Some(d) => d,
-            None => {
-                runner.clock.advance_to(runner.queue.next_visible_at().expect("the deploy has a wake pending"));
-                runner.queue.receive().unwrap()
-            }
-        };
-        let result = runner.handle(delivery.message, None, delivery.receive_count > 1).await;
-        if matches!(result, Ok(_) | Err(RunError::Rejected(_))) {
-            runner.queue.delete(delivery.receipt);
-        }
-    }
-    panic!("deploy {deploy} did not finish within {MESSAGES_MAX} messages");
-}
-
-/// The failures a history recorded, for assertion messages.
-fn failures(runner: &AwsLocal, deploy: &str) -> Vec<String> {
-    let history = read_history(&runner.store.history(deploy)).unwrap().0;
-    history
-        .iter()
-        .filter(|r| matches!(r.event, Event::CommandFailed { .. } | Event::TeardownAbandoned { .. }))
-        .map(|r| r.event.to_string())
-        .collect()
-}
-
-fn submit(runner: &AwsLocal, release: &Release, id: &str) {
-    let message = Message::DeployRequested { release: Box::new(release.clone()), release_id: id.into(), created_at: runner.clock.now() };
-    runner.queue.push(&message, 0);
-}
-
 async fn asg_names(cloud: &AwsCloud, release: &Release) -> Vec<String> {
     cloud.lookup(&Query::for_release(release)).await.unwrap().asgs.into_iter().map(|a| a.name).collect()
 }
@@ -194,7 +134,7 @@ async fn launch_template_names(prefix: &str) -> Vec<String> {
 #[tokio::test]
 async fn two_releases_deploy_and_only_the_second_remains() {
     let (cloud, release) = provisioned("blue-green").await;
-    let runner = runner(cloud.clone());
+    let runner = memory_runner(cloud.clone());
 
     submit(&runner, &release, "01JAWSBLUE0000000000000001");
     let first = run_until_end(&runner, "01JAWSBLUE0000000000000001").await;
@@ -214,7 +154,7 @@ async fn two_releases_deploy_and_only_the_second_remains() {
 #[tokio::test]
 async fn a_halted_deploy_removes_its_new_asgs_and_templates() {
     let (cloud, release) = provisioned("halted").await;
-    let runner = runner(cloud.clone());
+    let runner = memory_runner(cloud.clone());
     submit(&runner, &release, "01JAWSHALT0000000000000001");
     // The first message runs the deploy up to its first wait, after the launches.
     let delivery = runner.queue.receive().unwrap();
@@ -222,10 +162,7 @@ async fn a_halted_deploy_removes_its_new_asgs_and_templates() {
     runner.queue.delete(delivery.receipt);
     assert_eq!(asg_names(&cloud, &release).await.len(), 2);
 
-    runner.queue.push(
-        &Message::HaltRequested { project: release.project_name.clone(), config: release.config_name.clone(), reason: "test".into() },
-        0,
-    );
+    halt(&runner, &release);
     let state = run_until_end(&runner, "01JAWSHALT0000000000000001").await;
 
     assert_eq!(state.end.as_ref().map(|e| e.name()), Some("FailureClean"), "{:?}", failures(&runner, "01JAWSHALT0000000000000001"));
@@ -236,12 +173,12 @@ async fn a_halted_deploy_removes_its_new_asgs_and_templates() {
 #[tokio::test]
 async fn a_launch_repeated_after_a_crash_reuses_what_the_first_made() {
     let (cloud, release) = provisioned("relaunch").await;
-    let runner = runner(cloud.clone());
+    let runner = memory_runner(cloud.clone());
     submit(&runner, &release, "01JAWSRELAUNCH000000000001");
     let delivery = runner.queue.receive().unwrap();
     runner.handle(delivery.message, None, false).await.unwrap();
-    let history = read_history(&runner.store.history("01JAWSRELAUNCH000000000001")).unwrap().0;
-    let spec = history
+    let recorded = history(&runner, "01JAWSRELAUNCH000000000001").0;
+    let spec = recorded
         .iter()
         .find_map(|r| match &r.event {
             Event::CommandStarted { command: skald_engine::workflow::Command::Launch { spec } } if spec.service == "web" => {
@@ -270,11 +207,11 @@ async fn a_launch_repeated_after_a_crash_reuses_what_the_first_made() {
 #[tokio::test]
 async fn health_is_read_from_the_asg_and_every_load_balancer() {
     let (cloud, release) = provisioned("health").await;
-    let runner = runner(cloud.clone());
+    let runner = memory_runner(cloud.clone());
     submit(&runner, &release, "01JAWSHEALTH00000000000001");
     let delivery = runner.queue.receive().unwrap();
     runner.handle(delivery.message, None, false).await.unwrap();
-    let state = read_history(&runner.store.history("01JAWSHEALTH00000000000001")).unwrap().1;
+    let state = history(&runner, "01JAWSHEALTH00000000000001").1;
     let web = &state.resolved.as_ref().unwrap().services["web"];
     let target = HealthTarget {
         service: "web".into(),
@@ -293,7 +230,7 @@ async fn health_is_read_from_the_asg_and_every_load_balancer() {
 #[tokio::test]
 async fn deleting_what_is_already_gone_succeeds() {
     let cloud = cloud().await;
-    cloud.delete("skald-no-such-asg", Some("skald-no-such-template")).await.expect("gone is done");
+    cloud.delete("skald-no-such-asg", Some("skald-no-such-template"), None).await.expect("gone is done");
     cloud.detach("skald-no-such-asg", &["no-such-elb".into()], &[]).await.expect("gone is done");
     assert!(cloud.is_detached("skald-no-such-asg", &[], &[]).await.unwrap());
 }
@@ -327,7 +264,7 @@ async fn a_release_for_another_account_deploys_there_through_the_assumed_role() 
     assert_eq!(target.lookup(&Query::for_release(&release)).await.unwrap().account_id, TARGET_ACCOUNT);
 
     // When a runner on the deployer's own credentials deploys it
-    let runner = runner(cloud.clone());
+    let runner = memory_runner(cloud.clone());
     submit(&runner, &release, "01JAWSCROSS000000000000001");
     let state = run_until_end(&runner, "01JAWSCROSS000000000000001").await;
 

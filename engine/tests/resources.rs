@@ -63,6 +63,8 @@ fn lookup() -> Lookup {
         roles: BTreeMap::from([("hooks".into(), "arn:aws:iam::123456789012:role/hooks".into())]),
         topics: BTreeMap::from([("hooks".into(), "arn:aws:sns:eu-west-1:123456789012:hooks".into())]),
         asgs: vec![],
+        listeners: BTreeMap::new(),
+        template_target_groups: BTreeMap::new(),
     }
 }
 

@@ -1055,3 +1055,51 @@ fn scale_down_must_trigger_below_scale_up() {
         "cpu_scale_down threshold 40 must be below cpu_scale_up threshold 40",
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Traffic shifting
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn traffic_steps_waits_and_names_are_bounded_so_every_shift_is_valid_and_ends() {
+    // Given a traffic block with a step of 0 (deployomat's loops forever), a wait as long as the
+    // health timeout, a priority whose exemplar would be past 50,000, and a listener that is not
+    // an ALB listener's ARN
+    let value = json_with(|v| {
+        v["services"]["web"]["traffic"] = json!({
+            "listener": "my-listener",
+            "priority": 10_001,
+            "target_group": "web template",
+            "shift_per_step": 0,
+            "wait_per_step": 300,
+            "health_timeout": 300
+        });
+    });
+    let release = parse_release(&value.to_string()).expect("parses");
+
+    // Then each is a problem naming its field
+    let problems = validate(&release);
+    let at = |path: &str| problems.iter().find(|p| p.path == path).unwrap_or_else(|| panic!("no problem at {path}: {problems:?}"));
+    assert!(at("services.web.traffic.shift_per_step").message.contains("between 1 and 100"));
+    assert!(at("services.web.traffic.wait_per_step").message.contains("shorter than health_timeout"));
+    assert!(at("services.web.traffic.priority").message.contains("between 1 and 10000"));
+    assert!(at("services.web.traffic.listener").message.contains("listener's ARN"));
+    assert!(at("services.web.traffic.target_group").message.contains("target group name"));
+}
+
+#[test]
+fn a_valid_traffic_block_passes_and_an_unknown_key_in_it_is_refused() {
+    let traffic = json!({
+        "listener": "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/shop/50dc6c495c0c9188/f2f7dc8efc522ab2",
+        "priority": 10,
+        "target_group": "shop-web-template"
+    });
+    let valid = json_with(|v| v["services"]["web"]["traffic"] = traffic.clone());
+    assert_eq!(validate(&parse_release(&valid.to_string()).expect("parses")), Vec::<Problem>::new());
+    let typo = json_with(|v| {
+        v["services"]["web"]["traffic"] = traffic;
+        v["services"]["web"]["traffic"]["shift_per_stpe"] = json!(10);
+    });
+    let error = parse_release(&typo.to_string()).expect_err("an unknown key is refused").to_string();
+    assert!(error.contains("shift_per_stpe"), "{error}");
+}

@@ -96,7 +96,10 @@ fn main() {
     let text = String::from_utf8_lossy(&output.stdout);
     let numbers: Vec<u64> = text.split_whitespace().filter_map(|n| n.parse().ok()).collect();
     let [started, peak, current] = numbers[..] else { panic!("unexpected child output: {text}") };
-    println!("Lambda handler memory, one batch of {BATCH_RECORDS} DeployRequested records against moto ({} cores)", std::thread::available_parallelism().map_or(0, |n| n.get()));
+    println!(
+        "Lambda handler memory, one batch of {BATCH_RECORDS} DeployRequested records against moto ({} cores)",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
     println!("| measure | KiB | MiB |");
     println!("|---|---:|---:|");
     for (name, kib) in [

@@ -63,6 +63,7 @@ mod tests {
             desired: 5,
             health: Some(HealthCounts { healthy, launching, terminating }),
             finalize_skipped: false,
+            traffic: None,
         }
     }
 

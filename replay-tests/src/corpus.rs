@@ -7,11 +7,11 @@
 //! `corpus/broken/`. The files are then frozen: `tests/corpus.rs` replays them with whatever
 //! code is current, so a change that alters how an old history folds or what it decides fails.
 
-use skald_engine::adapters::local::{example_release, provision_example, Local};
+use skald_engine::adapters::local::{example_release, example_traffic, provision_example, Local};
 use skald_engine::adapters::memory::AppendFault;
 use skald_engine::adapters::sim::{Fate, Op, Timings};
 use skald_engine::codec::{self, StoredEvent};
-use skald_engine::workflow::release::Strategy;
+use skald_engine::workflow::release::{Strategy, Traffic};
 use skald_engine::workflow::{CloudError, Release, Timestamp};
 
 /// 2026-11-21T12:00:00Z: every corpus run starts here.
@@ -52,6 +52,16 @@ pub fn scenarios() -> Vec<Scenario> {
             name: "launch-refused",
             shows: "the cloud refuses a launch for good: a Deploy error, its leftovers removed",
             run: launch_refused,
+        },
+        Scenario {
+            name: "traffic-shift",
+            shows: "a second release behind an ALB rule: its own target group, 25 % steps behind a health gate, bake, the old release and group deleted",
+            run: traffic_shift,
+        },
+        Scenario {
+            name: "traffic-halted",
+            shows: "a halt mid-shift: traffic back to the old group first, then the new ASG and group deleted",
+            run: traffic_halted,
         },
         Scenario {
             name: "retried-and-resumed",
@@ -114,6 +124,30 @@ fn deploy(release: &Release, setup: impl FnOnce(&Local)) -> Vec<StoredEvent> {
     setup(&local);
     local.submit(release, &id(1));
     finish(&local, &id(1))
+}
+
+/// The example release with web shifting traffic 25 % a time behind its listener rule.
+fn traffic_release() -> Release {
+    let mut release = release();
+    let web = release.services.get_mut("web").expect("the example has web");
+    web.traffic = Some(Traffic { shift_per_step: Some(25), ..example_traffic(&release.config_name) });
+    release
+}
+
+fn traffic_shift() -> Vec<StoredEvent> {
+    let release = traffic_release();
+    let local = after_first_release(&release);
+    local.submit(&release, &id(2));
+    finish(&local, &id(2))
+}
+
+fn traffic_halted() -> Vec<StoredEvent> {
+    let release = traffic_release();
+    let local = after_first_release(&release);
+    local.submit(&release, &id(2));
+    until_event(&local, &id(2), "TrafficShifted");
+    local.halt(&release, "error rate up on the new release");
+    finish(&local, &id(2))
 }
 
 fn success_multi() -> Vec<StoredEvent> {

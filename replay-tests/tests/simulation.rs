@@ -134,7 +134,14 @@ fn seeds_that_found_bugs_stay_fixed() {
     // 2890: a worker that lost an append race left, and the winner died: a deploy without its
     //       lock stranded for good;
     // 9355: a stale worker's launch recreated an ASG the log had deleted, leaking it.
-    for seed in [0, 259, 2_890, 9_355] {
+    // And of traffic shifting (issue 8):
+    // 1651: a shift that landed but reported a timeout was not shifted back after a halt: the
+    //       rule kept traffic on the new group, whose deletion then failed (FailureDirty);
+    // 2215, 4372: a halt while the release's target group was being created (4372: its creation
+    //       landed but reported a timeout) left the group behind;
+    // 54: a shift that landed late, after the shift back, kept traffic on a group about to go;
+    // 9355 (again): a stale worker recreated a target group the log had deleted.
+    for seed in [0, 54, 259, 1_651, 2_215, 2_890, 4_372, 9_355] {
         if let Err(failure) = sim::run(seed, None) {
             panic!("{failure}");
         }

@@ -9,6 +9,8 @@ use crate::message::Message;
 use crate::ports::Clock;
 use crate::runner::{Handled, RunError, Runner, RunnerConfig};
 use crate::workflow::names::{instance_profile_paths, ALL, DEPLOYER, TAG_CONFIG, TAG_DEPLOY_WITH, TAG_PROJECT, TAG_SERVICE};
+use crate::workflow::release::Traffic;
+use crate::workflow::resources::{RuleCondition, TargetGroupShape, Weighted};
 use crate::workflow::{Recorded, Release, State, Timestamp};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -105,6 +107,39 @@ impl Local {
     }
 }
 
+/// The example's traffic block for web in `config`: the config's own ALB listener, production rule
+/// priority 10 and template target group; default pacing.
+pub fn example_traffic(config: &str) -> Traffic {
+    Traffic {
+        listener: format!("arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/{config}/50dc6c495c0c9188/f2f7dc8efc522ab2"),
+        priority: 10,
+        target_group: format!("{config}-web-template"),
+        shift_per_step: None,
+        wait_per_step: None,
+        bake_time: None,
+        health_timeout: None,
+    }
+}
+
+/// A traffic-shifted service's template target group and the exemplar rule a first deploy copies.
+pub fn provision_traffic(cloud: &SimCloud, traffic: &Traffic, scope: &[(&str, &str)]) {
+    let shape = TargetGroupShape {
+        protocol: "HTTP".into(),
+        port: 8080,
+        vpc_id: "vpc-0123456789abcdef0".into(),
+        health_check_protocol: Some("HTTP".into()),
+        health_check_path: Some("/health".into()),
+        health_check_port: None,
+        healthy_threshold: Some(2),
+        unhealthy_threshold: Some(2),
+        health_check_interval_secs: Some(10),
+        matcher: Some("200".into()),
+    };
+    let template = cloud.add_template_target_group(&traffic.target_group, scope, shape);
+    let conditions = [RuleCondition { field: "path-pattern".into(), values: vec!["/*".into()] }];
+    cloud.add_rule(&traffic.listener, traffic.exemplar_priority(), &conditions, &[Weighted { target_group: template, weight: 100 }]);
+}
+
 /// The example project the demo and the tests deploy.
 pub const EXAMPLE_RELEASE: &str = include_str!("../../../examples/release.json");
 
@@ -142,6 +177,9 @@ pub fn provision_example(cloud: &SimCloud, release: &Release) {
         }
         if let Some(profile) = &service.profile {
             cloud.add_instance_profile(profile, &instance_profile_paths(project, config, name)[0]);
+        }
+        if let Some(traffic) = &service.traffic {
+            provision_traffic(cloud, traffic, &scope);
         }
     }
     for hook in release.lifecycle.values() {

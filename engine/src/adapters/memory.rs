@@ -97,6 +97,8 @@ pub struct MemoryStore {
     tables: Arc<Mutex<Tables>>,
     stats: Arc<Mutex<StoreStats>>,
     faults: Arc<Mutex<std::collections::VecDeque<Option<AppendFault>>>>,
+    /// Faults for the next append holding an event of a type: (type, fault), used once each.
+    kind_faults: Arc<Mutex<Vec<(String, AppendFault)>>>,
 }
 
 impl MemoryStore {
@@ -132,6 +134,12 @@ impl MemoryStore {
     /// Scripts the next appends, in order: `None` lets one through, `Some(fault)` fails one.
     pub fn inject(&self, faults: &[Option<AppendFault>]) {
         self.faults.lock().unwrap().extend(faults);
+    }
+
+    /// Fails the next append that holds an event of type `kind` (once): a crash between an
+    /// effect and the record of its outcome, aimed at one step of a deploy.
+    pub fn inject_for(&self, kind: &str, fault: AppendFault) {
+        self.kind_faults.lock().unwrap().push((kind.to_string(), fault));
     }
 
     pub fn stats(&self) -> StoreStats {
@@ -200,7 +208,11 @@ impl EventStore for MemoryStore {
     }
 
     fn append(&self, append: Append) -> impl Future<Output = Result<(), AppendError>> + Send {
-        let fault = self.faults.lock().unwrap().pop_front().flatten();
+        let fault = self.faults.lock().unwrap().pop_front().flatten().or_else(|| {
+            let mut kind_faults = self.kind_faults.lock().unwrap();
+            let at = kind_faults.iter().position(|(kind, _)| append.events.iter().any(|e| e.kind == *kind))?;
+            Some(kind_faults.remove(at).1)
+        });
         let result = {
             let mut tables = self.tables.lock().unwrap();
             let checked = match fault {

@@ -10,7 +10,8 @@ use crate::ports::{Clock, Cloud};
 use crate::workflow::command::HealthTarget;
 use crate::workflow::health::{InstanceReport, ServiceReport};
 use crate::workflow::names::{TAG_CONFIG, TAG_PROJECT, TAG_RELEASE};
-use crate::workflow::resources::{ExistingAsg, Found, FoundProfile, Lookup, Query, Tags};
+use crate::workflow::resources::{ExistingAsg, Found, FoundProfile, FoundRule, FoundTargetGroup, Lookup, Query, RuleCondition, Tags};
+use crate::workflow::resources::{TargetGroupShape, Weighted};
 use crate::workflow::{CloudError, LaunchSpec, Timestamp};
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -40,6 +41,8 @@ pub enum Op {
     IsDetached,
     Delete,
     Notify,
+    CreateTargetGroup,
+    ShiftTraffic,
 }
 
 #[derive(Clone, Debug)]
@@ -106,6 +109,13 @@ struct World {
     topics: BTreeMap<String, String>,
     launch_templates: BTreeMap<String, Tags>,
     asgs: BTreeMap<String, SimAsg>,
+    /// Template target groups, by name, with the settings a release's group copies.
+    template_target_groups: BTreeMap<String, FoundTargetGroup>,
+    /// Target groups skald created, by name.
+    own_target_groups: BTreeMap<String, Found>,
+    /// Listener rules, by listener ARN.
+    listeners: BTreeMap<String, Vec<FoundRule>>,
+    next_rule: u64,
     fates: Vec<(String, Fate)>,
     faults: BTreeMap<Op, Fault>,
     next_instance: u64,
@@ -160,9 +170,43 @@ impl SimCloud {
     }
 
     pub fn add_target_group(&self, name: &str, tags: &[(&str, &str)]) -> String {
-        let arn = format!("arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/{name}/0123456789abcdef");
+        let arn = target_group_arn(name);
         self.with(|w| w.target_groups.insert(name.into(), found(&arn, tags)));
         arn
+    }
+
+    /// A template target group a traffic-shifted service clones; returns its ARN.
+    pub fn add_template_target_group(&self, name: &str, tags: &[(&str, &str)], shape: TargetGroupShape) -> String {
+        let arn = target_group_arn(name);
+        let template = FoundTargetGroup { arn: arn.clone(), tags: found(&arn, tags).tags, shape };
+        self.with(|w| w.template_target_groups.insert(name.into(), template));
+        arn
+    }
+
+    /// A rule on an ALB listener (the listener is created with its first rule).
+    pub fn add_rule(&self, listener_arn: &str, priority: u32, conditions: &[RuleCondition], forward: &[Weighted]) {
+        self.with(|w| {
+            let rule = w.rule(priority, conditions, forward);
+            let rules = w.listeners.entry(listener_arn.into()).or_default();
+            rules.retain(|r| r.priority != Some(priority));
+            rules.push(rule);
+            rules.sort_by_key(|r| r.priority);
+        });
+    }
+
+    /// Every listener's rules.
+    pub fn listeners(&self) -> BTreeMap<String, Vec<FoundRule>> {
+        self.with(|w| w.listeners.clone())
+    }
+
+    /// A listener's rules, by priority.
+    pub fn rules(&self, listener_arn: &str) -> Vec<FoundRule> {
+        self.with(|w| w.listeners.get(listener_arn).cloned().unwrap_or_default())
+    }
+
+    /// Every target group skald created that still exists: name to ARN.
+    pub fn own_target_groups(&self) -> BTreeMap<String, String> {
+        self.with(|w| w.own_target_groups.iter().map(|(name, found)| (name.clone(), found.id.clone())).collect())
     }
 
     pub fn add_instance_profile(&self, name: &str, path: &str) {
@@ -269,6 +313,8 @@ impl SimCloud {
                 roles: pick(&w.roles, &query.roles),
                 topics: pick(&w.topics, &query.topics),
                 asgs,
+                listeners: pick(&w.listeners, &query.listeners),
+                template_target_groups: pick(&w.template_target_groups, &query.template_target_groups),
             }
         })
     }
@@ -308,6 +354,10 @@ impl SimCloud {
     }
 }
 
+fn target_group_arn(name: &str) -> String {
+    format!("arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/{name}/0123456789abcdef")
+}
+
 fn found(id: &str, tags: &[(&str, &str)]) -> Found {
     Found { id: id.into(), tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect() }
 }
@@ -317,6 +367,62 @@ fn pick<V: Clone>(pool: &BTreeMap<String, V>, wanted: &std::collections::BTreeSe
 }
 
 impl World {
+    fn rule(&mut self, priority: u32, conditions: &[RuleCondition], forward: &[Weighted]) -> FoundRule {
+        self.next_rule += 1;
+        let arn = format!("arn:aws:elasticloadbalancing:us-east-1:123456789012:listener-rule/app/sim/{:016x}", self.next_rule);
+        FoundRule { arn, priority: Some(priority), conditions: conditions.to_vec(), forward: forward.to_vec() }
+    }
+
+    fn target_group_exists(&self, arn: &str) -> bool {
+        let own = self.own_target_groups.values().any(|f| f.id == arn);
+        own || self.target_groups.values().any(|f| f.id == arn) || self.template_target_groups.values().any(|t| t.arn == arn)
+    }
+
+    fn create_target_group(&mut self, name: &str, tags: &Tags) -> Result<String, CloudError> {
+        if let Some(existing) = self.own_target_groups.get(name) {
+            return match existing.tags.get(TAG_RELEASE) == tags.get(TAG_RELEASE) {
+                true => Ok(existing.id.clone()),
+                false => Err(CloudError::permanent("DuplicateTargetGroupName", format!("a target group named {name} exists"))),
+            };
+        }
+        let arn = target_group_arn(name);
+        self.own_target_groups.insert(name.into(), Found { id: arn.clone(), tags: tags.clone() });
+        Ok(arn)
+    }
+
+    fn shift_traffic(
+        &mut self,
+        listener: &str,
+        priority: u32,
+        conditions: &[RuleCondition],
+        forward: &[Weighted],
+    ) -> Result<(), CloudError> {
+        if let Some(missing) = forward.iter().find(|w| !self.target_group_exists(&w.target_group)) {
+            return Err(CloudError::permanent("TargetGroupNotFound", format!("no target group {}", missing.target_group)));
+        }
+        let fresh = (!forward.is_empty()).then(|| self.rule(priority, conditions, forward));
+        let rules = self.listeners.get_mut(listener).ok_or_else(|| CloudError::permanent("ListenerNotFound", listener.to_string()))?;
+        match (rules.iter().position(|r| r.priority == Some(priority)), fresh) {
+            (Some(at), None) => drop(rules.remove(at)),
+            (Some(at), Some(_)) => rules[at].forward = forward.to_vec(),
+            (None, Some(rule)) => rules.push(rule),
+            (None, None) => {}
+        }
+        rules.sort_by_key(|r| r.priority);
+        Ok(())
+    }
+
+    /// Like ELB's DeleteTargetGroup: refused while a listener rule forwards to it.
+    fn delete_target_group(&mut self, name: &str) -> Result<(), CloudError> {
+        let Some(arn) = self.own_target_groups.get(name).map(|found| found.id.clone()) else { return Ok(()) };
+        let in_use = self.listeners.values().flatten().any(|r| r.forward.iter().any(|w| w.target_group == arn));
+        if in_use {
+            return Err(CloudError::transient(format!("ResourceInUse: target group {name} is in use by a listener rule")));
+        }
+        self.own_target_groups.remove(name);
+        Ok(())
+    }
+
     fn resize(&mut self, asg_name: &str, asg: &mut SimAsg, desired: u32, now: Timestamp) {
         let fate = self.fates.iter().rev().find(|(part, _)| asg_name.contains(part.as_str())).map_or(Fate::Healthy, |(_, f)| *f);
         while asg.instances.len() < desired as usize {
@@ -427,13 +533,48 @@ impl Cloud for SimCloud {
         async move { result }
     }
 
-    fn delete(&self, asg: &str, launch_template: Option<&str>) -> impl Future<Output = Result<(), CloudError>> + Send {
-        let result = self.enter(Op::Delete, format!("delete {asg}")).map(|()| {
+    fn create_target_group(
+        &self,
+        name: &str,
+        _shape: &TargetGroupShape,
+        tags: &Tags,
+    ) -> impl Future<Output = Result<String, CloudError>> + Send {
+        let result = self
+            .enter(Op::CreateTargetGroup, format!("create_target_group {name}"))
+            .and_then(|()| self.with(|w| w.create_target_group(name, tags)));
+        async move { result }
+    }
+
+    fn shift_traffic(
+        &self,
+        listener_arn: &str,
+        priority: u32,
+        conditions: &[RuleCondition],
+        forward: &[Weighted],
+    ) -> impl Future<Output = Result<(), CloudError>> + Send {
+        let weights: Vec<String> =
+            forward.iter().map(|w| format!("{}={}", w.target_group.split('/').nth(1).unwrap_or(&w.target_group), w.weight)).collect();
+        let call = format!("shift_traffic {priority} [{}]", weights.join(","));
+        let result =
+            self.enter(Op::ShiftTraffic, call).and_then(|()| self.with(|w| w.shift_traffic(listener_arn, priority, conditions, forward)));
+        async move { result }
+    }
+
+    fn delete(
+        &self,
+        asg: &str,
+        launch_template: Option<&str>,
+        target_group: Option<&str>,
+    ) -> impl Future<Output = Result<(), CloudError>> + Send {
+        let result = self.enter(Op::Delete, format!("delete {asg}")).and_then(|()| {
             self.with(|w| {
+                // The group first, as the AWS adapter does: one a rule still uses keeps its ASG.
+                target_group.map_or(Ok(()), |tg| w.delete_target_group(tg))?;
                 w.asgs.remove(asg);
                 if let Some(lt) = launch_template {
                     w.launch_templates.remove(lt);
                 }
+                Ok(())
             })
         });
         async move { result }

@@ -3,7 +3,9 @@
 //!
 //! - `moto`: a local AWS API (moto in server mode) for the adapters' tests, started once per test
 //!   process, or taken from `SKALD_TEST_AWS_ENDPOINT`.
+//! - `deploys`: whole deploys through the real runner on a virtual clock, against any cloud.
 
+pub mod deploys;
 pub mod moto;
 
 use crate::adapters::local::example_release;

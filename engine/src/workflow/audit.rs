@@ -128,7 +128,11 @@ fn expect_outcome(state: &State, command: &Command, rest: &[Recorded]) -> Result
             };
         }
         Command::ReleaseLock { .. } => return expect_exactly(rest, expected(), &exact(Outcome::LockReleased)),
-        Command::Launch { .. } | Command::SetCapacity { .. } | Command::Detach { .. } | Command::Delete { .. } => {
+        Command::Launch { .. }
+        | Command::SetCapacity { .. }
+        | Command::ShiftTraffic { .. }
+        | Command::Detach { .. }
+        | Command::Delete { .. } => {
             return expect_exactly(rest, expected(), &exact(Outcome::Done(Ok(()))));
         }
         Command::CheckDetached { .. } => return expect_exactly(rest, expected(), &exact(Outcome::Detached(Ok(true)))),
@@ -140,6 +144,9 @@ fn expect_outcome(state: &State, command: &Command, rest: &[Recorded]) -> Result
             Event::ResourcesRejected { .. } => true,
             _ => false,
         },
+        Command::CreateTargetGroup { service, .. } => {
+            matches!(&first.event, Event::TargetGroupCreated { service: created, .. } if created == service)
+        }
         Command::ObserveHealth { targets } => match &first.event {
             Event::HealthObserved { services } => services.keys().eq(targets.iter().map(|t| &t.service).collect::<BTreeSet<_>>()),
             _ => false,

@@ -6,7 +6,7 @@
 
 use super::health::ServiceReport;
 use super::release::Policy;
-use super::resources::{Lookup, Query, ResolvedHook, Tags};
+use super::resources::{Lookup, Query, ResolvedHook, RuleCondition, Tags, TargetGroupShape, Weighted};
 use super::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -24,6 +24,13 @@ pub enum Command {
     /// Look up every resource the release names.
     ResolveResources {
         query: Query,
+    },
+    /// Create a release's own target group for a traffic-shifted service, cloned from a template.
+    CreateTargetGroup {
+        service: String,
+        name: String,
+        shape: TargetGroupShape,
+        tags: Tags,
     },
     /// Create a service's launch template and ASG.
     Launch {
@@ -49,10 +56,24 @@ pub enum Command {
         elbs: Vec<String>,
         target_groups: Vec<String>,
     },
-    /// Delete an ASG (terminating its instances) and its launch template.
+    /// Set the production listener rule to forward `forward` (an empty forward removes the rule).
+    /// The rule is found by its priority, so repeating the command after a crash is harmless.
+    ShiftTraffic {
+        service: String,
+        listener_arn: String,
+        priority: u32,
+        conditions: Vec<RuleCondition>,
+        forward: Vec<Weighted>,
+        /// The percentage on the release's own group that this forward means.
+        weight: u32,
+    },
+    /// Delete an ASG (terminating its instances), its launch template and its own target group
+    /// (by name: a group whose creation was announced but never recorded has no known ARN).
     Delete {
         asg: String,
         launch_template: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target_group: Option<String>,
     },
     /// Give the lock back, atomically with the events that end the deploy.
     ReleaseLock {
@@ -67,14 +88,24 @@ impl Command {
     /// Lookups need no intent (repeating them is harmless); lock commands are atomic with their
     /// events.
     pub fn needs_intent(&self) -> bool {
-        matches!(self, Command::Launch { .. } | Command::SetCapacity { .. } | Command::Detach { .. } | Command::Delete { .. })
+        matches!(
+            self,
+            Command::CreateTargetGroup { .. }
+                | Command::Launch { .. }
+                | Command::SetCapacity { .. }
+                | Command::ShiftTraffic { .. }
+                | Command::Detach { .. }
+                | Command::Delete { .. }
+        )
     }
 
     pub fn name(&self) -> &'static str {
         match self {
             Command::AcquireLock { .. } => "acquire_lock",
             Command::ResolveResources { .. } => "resolve_resources",
+            Command::CreateTargetGroup { .. } => "create_target_group",
             Command::Launch { .. } => "launch",
+            Command::ShiftTraffic { .. } => "shift_traffic",
             Command::SetCapacity { .. } => "set_capacity",
             Command::ObserveHealth { .. } => "observe_health",
             Command::Detach { .. } => "detach",
@@ -98,7 +129,11 @@ impl fmt::Display for Command {
         match self {
             Command::AcquireLock { project, config, .. } => write!(f, "lock {project} {config}"),
             Command::ResolveResources { .. } => write!(f, "resolve resources"),
+            Command::CreateTargetGroup { service, name, .. } => write!(f, "create target group {name} for {service}"),
             Command::Launch { spec } => write!(f, "launch {} ({})", spec.asg_name, instances(spec.desired_capacity)),
+            Command::ShiftTraffic { service, priority, weight, .. } => {
+                write!(f, "shift {service} to {weight} % on the new target group (rule priority {priority})")
+            }
             Command::SetCapacity { asg, min_size, desired, .. } => write!(f, "resize {asg} to min {min_size}, desired {desired}"),
             Command::ObserveHealth { targets } => write!(f, "check health of {} services", targets.len()),
             Command::Detach { asg, .. } => write!(f, "detach {asg}"),
@@ -222,6 +257,8 @@ pub enum Outcome {
     },
     Looked(Result<Lookup, CloudError>),
     Done(Result<(), CloudError>),
+    /// A target group exists: its ARN.
+    Created(Result<String, CloudError>),
     Health(Result<BTreeMap<String, ServiceReport>, CloudError>),
     Detached(Result<bool, CloudError>),
     LockReleased,

@@ -8,8 +8,9 @@
 use super::command::{Command, Ebs, HealthTarget, LaunchSpec, Placement};
 use super::event::{Cleanliness, ErrorKind, Event, Recorded};
 use super::names;
-use super::resources::Query;
-use super::state::{Lock, ServiceProgress, State, Teardown, TeardownStage, ATTEMPTS_MAX};
+use super::release::Traffic;
+use super::resources::{Query, ResolvedTraffic};
+use super::state::{Lock, ServiceProgress, State, Teardown, TeardownStage, TrafficProgress, ATTEMPTS_MAX};
 use super::time::Timestamp;
 use super::validate::{validate, Problem};
 
@@ -50,6 +51,9 @@ pub fn decide(state: &State, now: Timestamp) -> Decision {
     }
     if !state.validated && state.failure.is_none() {
         return validate_request(state);
+    }
+    if let Some(decision) = shift_back(state, now) {
+        return decision;
     }
     if let Some(teardown) = next_teardown(state) {
         return tear_down(state, teardown, now);
@@ -118,14 +122,20 @@ fn retry_backoff(state: &State, now: Timestamp) -> Option<Decision> {
 fn deploying(state: &State, now: Timestamp) -> Decision {
     // Not `launch_started`: a launch whose last attempt failed transiently was started but not
     // done, and is tried again (after its backoff) until it lands or runs out of attempts.
+    if let Some((name, _)) = state.services.iter().find(|(_, p)| p.traffic.as_ref().is_some_and(|t| t.target_group.is_none())) {
+        return Decision::Act(create_target_group(state, name));
+    }
     if let Some((name, _)) = state.services.iter().find(|(_, p)| !p.launched) {
         return Decision::Act(Command::Launch { spec: Box::new(launch_spec(state, name)) });
     }
-    let deadline = state.deadline.expect("deploying without a deadline");
-    if now >= deadline {
-        return Decision::Emit(vec![Event::TimedOut { timeout_secs: state.release().timeout_secs() }]);
+    // While traffic shifts, the health timeout counts from the latest shift and only an
+    // unhealthy check can run it out: a long bake of a healthy release is not a timeout.
+    let (deadline, timeout_secs) = health_deadline(state);
+    let healthy_while_shifting = state.is_shifting() && state.services.values().all(ServiceProgress::is_healthy);
+    if now >= deadline && !healthy_while_shifting {
+        return Decision::Emit(vec![Event::TimedOut { timeout_secs }]);
     }
-    if let Some(decision) = judge_health(state) {
+    if let Some(decision) = judge_health(state, now) {
         return decision;
     }
     let next_check = match state.last_observed_at {
@@ -141,8 +151,24 @@ fn deploying(state: &State, now: Timestamp) -> Decision {
     Decision::Act(Command::ObserveHealth { targets: health_targets(state) })
 }
 
-/// What the latest health counts call for: a halt, success, or the next step of a strategy.
-fn judge_health(state: &State) -> Option<Decision> {
+/// When services must be healthy by, and the timeout that sets it. Until traffic reaches the new
+/// release that is the release's timeout; from then on, each step of the shift has its own
+/// health timeout, counted from the latest shift.
+fn health_deadline(state: &State) -> (Timestamp, u64) {
+    let latest_shift =
+        state.services.iter().filter_map(|(name, p)| Some((p.traffic.as_ref().filter(|t| t.weight > 0)?.shifted_at?, name))).max();
+    match latest_shift {
+        Some((shifted_at, name)) => {
+            let timeout_secs = traffic_settings(state, name).health_timeout_secs();
+            (shifted_at.plus_secs(timeout_secs), timeout_secs)
+        }
+        None => (state.deadline.expect("deploying without a deadline"), state.release().timeout_secs()),
+    }
+}
+
+/// What the latest health counts call for: a halt, the next traffic step, success, or the next
+/// step of a strategy.
+fn judge_health(state: &State, now: Timestamp) -> Option<Decision> {
     for (name, progress) in &state.services {
         let terminating = progress.health.map_or(0, |h| h.terminating);
         if terminating > progress.plan.max_terms {
@@ -151,7 +177,7 @@ fn judge_health(state: &State) -> Option<Decision> {
         }
     }
     if state.services.values().all(ServiceProgress::is_healthy) {
-        return Some(Decision::Emit(vec![Event::ServicesHealthy]));
+        return Some(traffic_step(state, now).unwrap_or_else(|| Decision::Emit(vec![Event::ServicesHealthy])));
     }
     state.services.iter().find_map(|(name, progress)| {
         let all_current_healthy = progress.health.is_some_and(|h| h.healthy >= progress.desired);
@@ -163,6 +189,118 @@ fn judge_health(state: &State) -> Option<Decision> {
             desired: next,
         }))
     })
+}
+
+/// The next step of a traffic shift, once every service is healthy; `None` when every
+/// traffic-shifted service has had all its traffic through its bake time (the release is live).
+/// Services shift one at a time. Between steps: `wait_per_step`, then a health check made after
+/// the latest shift must show every service healthy (the gate; an unhealthy service times out
+/// at `health_deadline`).
+fn traffic_step(state: &State, now: Timestamp) -> Option<Decision> {
+    let latest_shift = state.services.values().filter_map(|p| p.traffic.as_ref()?.shifted_at).max();
+    let checked = state.services.values().filter_map(|p| p.traffic.as_ref()).all(|t| t.observed_since_shift);
+    let Some((name, traffic)) = state.services.iter().find_map(|(name, p)| Some((name, p.traffic.as_ref().filter(|t| t.weight < 100)?)))
+    else {
+        return latest_shift.and_then(|_| bake(state, now, checked));
+    };
+    let settings = traffic_settings(state, name);
+    if let Some(shifted_at) = latest_shift {
+        let due = shifted_at.plus_secs(settings.wait_per_step_secs());
+        if now < due {
+            return Some(Decision::Wait { until: due });
+        }
+        if !checked {
+            return Some(Decision::Act(Command::ObserveHealth { targets: health_targets(state) }));
+        }
+    }
+    let has_live_group = resolved_traffic(state, name).live_target_group.is_some();
+    Some(Decision::Act(shift(state, name, settings.next_weight(traffic.weight, has_live_group))))
+}
+
+/// At 100 % the old release stays for `bake_time`, and halts are still honoured: the new release
+/// is watched under full load, its health checked at the usual interval, with the way back
+/// open. The bake ends with a health check made after the last shift. `None` once it is over.
+fn bake(state: &State, now: Timestamp, checked: bool) -> Option<Decision> {
+    let until = state
+        .services
+        .iter()
+        .filter_map(|(name, p)| Some(p.traffic.as_ref()?.shifted_at?.plus_secs(traffic_settings(state, name).bake_time_secs())))
+        .max()?;
+    if now >= until && checked {
+        return None;
+    }
+    let next_check = state.last_observed_at.map_or(now, |observed| observed.plus_secs(state.release().health_poll_secs()));
+    if now >= until || now >= next_check {
+        return Some(Decision::Act(Command::ObserveHealth { targets: health_targets(state) }));
+    }
+    Some(Decision::Wait { until: until.min(next_check) })
+}
+
+/// After a failure, the traffic that reached the new release goes back to the live one before
+/// anything of the new release is deleted: deleting first would send users to instances on
+/// their way out. A shift back that keeps failing is given up on with the ASG it would have
+/// freed: that ASG still serves traffic, so it stays, and the deploy ends dirty.
+fn shift_back(state: &State, now: Timestamp) -> Option<Decision> {
+    state.failure.as_ref()?;
+    let (name, progress) = state.services.iter().find(|(_, p)| {
+        let has_traffic = p.traffic.as_ref().is_some_and(TrafficProgress::may_have_traffic);
+        has_traffic && state.teardown.iter().any(|t| t.asg == p.asg && !t.is_finished())
+    })?;
+    if state.retry.attempts >= ATTEMPTS_MAX {
+        let reason = format!("could not shift traffic back after {} attempts; last: {}", state.retry.attempts, state.retry.last_error);
+        return Some(Decision::Emit(vec![Event::TeardownAbandoned { asg: progress.asg.clone(), reason }]));
+    }
+    Some(retry_backoff(state, now).unwrap_or_else(|| Decision::Act(shift(state, name, 0))))
+}
+
+/// The shift that sets what the log records for `service` now, when its group exists: what a
+/// worker whose shift lost the race to append sets again (see the runner).
+pub fn shift_to_recorded(state: &State, service: &str) -> Option<Command> {
+    let traffic = state.services.get(service)?.traffic.as_ref()?;
+    traffic.target_group.as_ref()?;
+    Some(shift(state, service, traffic.weight))
+}
+
+fn shift(state: &State, name: &str, weight: u32) -> Command {
+    let traffic = resolved_traffic(state, name);
+    let progress = state.services[name].traffic.as_ref().expect("shifting a service without traffic");
+    let group = progress.target_group.as_deref().expect("shifting before the release's group exists");
+    Command::ShiftTraffic {
+        service: name.to_string(),
+        listener_arn: traffic.listener_arn.clone(),
+        priority: traffic.priority,
+        conditions: traffic.conditions.clone(),
+        forward: traffic.forward(group, weight),
+        weight,
+    }
+}
+
+fn create_target_group(state: &State, name: &str) -> Command {
+    let request = state.request.as_ref().expect("deploying without a request");
+    let release = &request.release;
+    let progress = &state.services[name];
+    Command::CreateTargetGroup {
+        service: name.to_string(),
+        name: names::target_group_name(name, &progress.asg),
+        shape: resolved_traffic(state, name).template.clone(),
+        tags: names::managed_tags(&release.project_name, &release.config_name, name, &request.release_id),
+    }
+}
+
+fn traffic_settings<'a>(state: &'a State, name: &str) -> &'a Traffic {
+    state.release().services[name].traffic.as_ref().expect("a traffic-shifted service's release names its traffic")
+}
+
+fn resolved_traffic<'a>(state: &'a State, name: &str) -> &'a ResolvedTraffic {
+    let resolved = state.resolved.as_ref().expect("shifting traffic before resources were resolved");
+    resolved.services[name].traffic.as_ref().expect("a traffic-shifted service resolves its traffic")
+}
+
+/// The load balancers a service's new instances join: the release's, plus its own target group.
+fn target_groups_of(state: &State, name: &str) -> Vec<String> {
+    let resolved = state.resolved.as_ref().expect("deploying without resources");
+    let own = state.services[name].traffic.as_ref().and_then(|t| t.target_group.clone());
+    resolved.services[name].target_group_arns.iter().cloned().chain(own).collect()
 }
 
 /// After success, services go back to their size without spread (no ratchet across deploys).
@@ -197,7 +335,11 @@ fn tear_down(state: &State, teardown: &Teardown, now: Timestamp) -> Decision {
             Decision::Emit(vec![Event::DetachConfirmed { asg, waited_ms: now.ms_since(*since), expired: true }])
         }
         TeardownStage::AwaitDetach { .. } => Decision::Act(Command::CheckDetached { asg, elbs, target_groups }),
-        TeardownStage::Delete => Decision::Act(Command::Delete { asg, launch_template: teardown.launch_template.clone() }),
+        TeardownStage::Delete => Decision::Act(Command::Delete {
+            asg,
+            launch_template: teardown.launch_template.clone(),
+            target_group: teardown.target_group.clone(),
+        }),
         TeardownStage::Deleted | TeardownStage::Abandoned { .. } => unreachable!("finished teardowns are skipped"),
     }
 }
@@ -246,7 +388,7 @@ fn health_targets(state: &State) -> Vec<HealthTarget> {
                 service: name.clone(),
                 asg: progress.asg.clone(),
                 elbs: service.elbs.clone(),
-                target_groups: service.target_group_arns.clone(),
+                target_groups: target_groups_of(state, name),
             }
         })
         .collect()
@@ -293,7 +435,7 @@ fn launch_spec(state: &State, name: &str) -> LaunchSpec {
         health_check_grace_period_secs: service.autoscaling.health_check_grace_period_secs(release.timeout_secs()),
         default_cooldown_secs: service.autoscaling.default_cooldown_secs(),
         elbs: found.elbs.clone(),
-        target_group_arns: found.target_group_arns.clone(),
+        target_group_arns: target_groups_of(state, name),
         lifecycle_hooks: resolved.lifecycle_hooks.clone(),
         policies: service.autoscaling.policies.clone(),
         tags,

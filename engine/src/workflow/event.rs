@@ -95,10 +95,20 @@ pub enum Event {
         error: CloudError,
         attempt: u32,
     },
+    /// A release's own target group exists (a traffic-shifted service's).
+    TargetGroupCreated {
+        service: String,
+        target_group: String,
+    },
     ServiceLaunched {
         service: String,
         asg: String,
         desired: u32,
+    },
+    /// The production rule now puts `weight` percent of the service's traffic on the new group.
+    TrafficShifted {
+        service: String,
+        weight: u32,
     },
     CapacitySet {
         service: String,
@@ -163,7 +173,9 @@ impl Event {
             Event::ResourcesRejected { .. } => "ResourcesRejected",
             Event::CommandStarted { .. } => "CommandStarted",
             Event::CommandFailed { .. } => "CommandFailed",
+            Event::TargetGroupCreated { .. } => "TargetGroupCreated",
             Event::ServiceLaunched { .. } => "ServiceLaunched",
+            Event::TrafficShifted { .. } => "TrafficShifted",
             Event::CapacitySet { .. } => "CapacitySet",
             Event::HealthObserved { .. } => "HealthObserved",
             Event::ServicesHealthy => "ServicesHealthy",
@@ -192,7 +204,7 @@ impl Event {
 }
 
 /// Every event type this skald knows, by its stored name.
-pub const EVENT_TYPES: [&str; 23] = [
+pub const EVENT_TYPES: [&str; 25] = [
     "DeployRequested",
     "ReleaseValidated",
     "ReleaseRejected",
@@ -216,6 +228,8 @@ pub const EVENT_TYPES: [&str; 23] = [
     "LockReleased",
     "DeploySucceeded",
     "DeployFailed",
+    "TargetGroupCreated",
+    "TrafficShifted",
 ];
 
 /// The schema version this skald reads and writes for each event type; `None` for a type it
@@ -267,6 +281,8 @@ impl fmt::Display for Event {
             }
             Event::CommandStarted { command } => write!(f, "started: {command}"),
             Event::CommandFailed { command, error, attempt } => write!(f, "{command} failed (attempt {attempt}): {error}"),
+            Event::TargetGroupCreated { service, target_group } => write!(f, "{service}: created target group {target_group}"),
+            Event::TrafficShifted { service, weight } => write!(f, "{service}: {weight} % of traffic on the new release"),
             Event::ServiceLaunched { service, asg, desired } => write!(f, "{service}: launched {asg} with {}", instances(*desired)),
             Event::CapacitySet { service, min_size, desired, .. } => write!(f, "{service}: capacity now min {min_size}, desired {desired}"),
             Event::HealthObserved { services } => {

@@ -52,6 +52,30 @@ pub fn launch_template_name(asg_name: &str) -> String {
     asg_name.to_string()
 }
 
+/// The longest target group name an ELB takes.
+pub const TARGET_GROUP_NAME_LEN_MAX: usize = 32;
+
+/// `sk-<service>-<hash of the ASG name>`: a release's own target group. Target group names are
+/// short (32 characters) and unique per account and region, so the ASG name cannot be used
+/// whole; 64 bits of its FNV-1a hash keep distinct ASGs apart, and the service's name (cut to
+/// 12 characters) keeps the console readable. Tags say which release it belongs to.
+pub fn target_group_name(service: &str, asg_name: &str) -> String {
+    let service: String = service.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).take(12).collect();
+    let name = format!("sk-{}-{:016x}", service.trim_matches('-'), fnv1a64(asg_name));
+    debug_assert!(name.len() <= TARGET_GROUP_NAME_LEN_MAX);
+    name
+}
+
+/// Whether a target group ARN (`…:targetgroup/<name>/<id>`) names an ASG's own group.
+pub fn is_own_target_group(service: &str, asg_name: &str, target_group_arn: &str) -> bool {
+    target_group_arn.split('/').nth(1) == Some(target_group_name(service, asg_name).as_str())
+}
+
+/// FNV-1a, 64 bits: a stable hash with no dependency, for names only (not for security).
+fn fnv1a64(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3))
+}
+
 /// The tags every resource skald creates carries: they are how skald recognises its own work.
 pub fn managed_tags(project: &str, config: &str, service: &str, release_id: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
@@ -101,3 +125,23 @@ pub fn render_user_data(release: &Release, values: &TemplateValues<'_>) -> Strin
 
 /// The placeholder the CLI replaces with the contents of `<release file>.userdata`.
 pub const USER_DATA_FILE_PLACEHOLDER: &str = "{{USER_DATA_FILE}}";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_group_names_are_short_valid_and_distinct_per_asg() {
+        let long_service = "a-very_long.service-name-x";
+        let one = target_group_name(long_service, &asg_name("p", "c", long_service, "01J0000000000000000000000A"));
+        let two = target_group_name(long_service, &asg_name("p", "c", long_service, "01J0000000000000000000000B"));
+        assert_ne!(one, two);
+        for name in [&one, &two] {
+            assert!(name.len() <= TARGET_GROUP_NAME_LEN_MAX, "{name}");
+            assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') && !name.ends_with('-'), "{name}");
+        }
+        let arn = format!("arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/{one}/0123456789abcdef");
+        assert!(is_own_target_group(long_service, &asg_name("p", "c", long_service, "01J0000000000000000000000A"), &arn));
+        assert!(!is_own_target_group(long_service, &asg_name("p", "c", long_service, "01J0000000000000000000000B"), &arn));
+    }
+}

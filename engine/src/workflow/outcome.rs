@@ -53,6 +53,14 @@ pub fn record(state: &State, command: &Command, outcome: Outcome, now: Timestamp
             Ok(()) => Event::ServiceLaunched { service: spec.service.clone(), asg: spec.asg_name.clone(), desired: spec.desired_capacity },
             Err(error) => failed(error),
         }]),
+        (Command::CreateTargetGroup { service, .. }, Outcome::Created(created)) => recorded(vec![match created {
+            Ok(target_group) => Event::TargetGroupCreated { service: service.clone(), target_group },
+            Err(error) => failed(error),
+        }]),
+        (Command::ShiftTraffic { service, weight, .. }, Outcome::Done(done)) => recorded(vec![match done {
+            Ok(()) => Event::TrafficShifted { service: service.clone(), weight: *weight },
+            Err(error) => failed(error),
+        }]),
         (Command::SetCapacity { service, asg, min_size, desired }, Outcome::Done(done)) => recorded(vec![match done {
             Ok(()) => Event::CapacitySet { service: service.clone(), asg: asg.clone(), min_size: *min_size, desired: *desired },
             Err(error) => failed(error),

@@ -120,6 +120,82 @@ pub struct Service {
     pub associate_public_ip_address: Option<bool>,
     #[serde(default)]
     pub autoscaling: Autoscaling,
+    /// Shift an ALB listener rule's traffic to this release gradually (blue/green by weights),
+    /// instead of letting new instances join the old ones' target groups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<Traffic>,
+}
+
+/// Percent of traffic moved to the new target group per step when the release says nothing.
+pub const SHIFT_PER_STEP_DEFAULT: u32 = 5;
+pub const WAIT_PER_STEP_SECS_DEFAULT: u64 = 15;
+pub const BAKE_TIME_SECS_DEFAULT: u64 = 60;
+pub const HEALTH_TIMEOUT_SECS_DEFAULT: u64 = 300;
+/// The exemplar rule a first deploy copies sits this far above the production rule's priority
+/// (deployomat's convention), so it never matches a request before the production rule does.
+pub const EXEMPLAR_PRIORITY_OFFSET: u32 = 40_000;
+
+/// Gradual traffic shifting behind an ALB listener rule.
+///
+/// Each release gets its own target group, cloned from `target_group`. The production rule at
+/// `priority` forwards to the live release's group; a deploy moves `shift_per_step` percent at a
+/// time to the new group, each step after `wait_per_step` seconds and only once every new
+/// instance is healthy (else, after `health_timeout` seconds, it shifts back and fails); at 100 the
+/// rule forwards to the new group alone, and after `bake_time` seconds the old ASG and its group
+/// are deleted. A first deploy (no production rule yet) copies the exemplar rule at
+/// `priority + 40000` and forwards everything to the new group at once.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Traffic {
+    /// The ALB listener's ARN.
+    pub listener: String,
+    pub priority: u32,
+    /// The template target group (its name): protocol, port, VPC and health check to clone.
+    pub target_group: String,
+    /// Percent, 1 to 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shift_per_step: Option<u32>,
+    /// Seconds between steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_per_step: Option<u64>,
+    /// Seconds at 100 % before the old release is deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bake_time: Option<u64>,
+    /// Seconds after a step within which every new instance must be healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_timeout: Option<u64>,
+}
+
+impl Traffic {
+    pub fn shift_per_step(&self) -> u32 {
+        self.shift_per_step.unwrap_or(SHIFT_PER_STEP_DEFAULT)
+    }
+
+    pub fn wait_per_step_secs(&self) -> u64 {
+        self.wait_per_step.unwrap_or(WAIT_PER_STEP_SECS_DEFAULT)
+    }
+
+    pub fn bake_time_secs(&self) -> u64 {
+        self.bake_time.unwrap_or(BAKE_TIME_SECS_DEFAULT)
+    }
+
+    pub fn health_timeout_secs(&self) -> u64 {
+        self.health_timeout.unwrap_or(HEALTH_TIMEOUT_SECS_DEFAULT)
+    }
+
+    pub fn exemplar_priority(&self) -> u32 {
+        self.priority + EXEMPLAR_PRIORITY_OFFSET
+    }
+
+    /// The weight (percent) on the new group after the step from `weight`: never past 100, so
+    /// a step that does not divide 100 still ends exactly there (deployomat's could overshoot).
+    /// A release without a live group has nothing to shift from and goes to 100 at once.
+    pub fn next_weight(&self, weight: u32, has_live_group: bool) -> u32 {
+        if !has_live_group {
+            return 100;
+        }
+        weight.saturating_add(self.shift_per_step().clamp(1, 100)).min(100)
+    }
 }
 
 impl Service {
@@ -133,7 +209,7 @@ impl Service {
 
     /// Load balancers decide health when there are any; EC2 status checks otherwise.
     pub fn behind_load_balancer(&self) -> bool {
-        !self.elbs.is_empty() || !self.target_groups.is_empty()
+        !self.elbs.is_empty() || !self.target_groups.is_empty() || self.traffic.is_some()
     }
 }
 

@@ -9,7 +9,7 @@
 
 use super::capacity::CapacityPlan;
 use super::names::{self, ALL, DEPLOYER, TAG_CONFIG, TAG_DEPLOY_WITH, TAG_PROJECT, TAG_RELEASE, TAG_SERVICE};
-use super::release::Release;
+use super::release::{Release, Traffic};
 use super::validate::Problem;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -29,6 +29,12 @@ pub struct Query {
     pub instance_profiles: BTreeSet<String>,
     pub roles: BTreeSet<String>,
     pub topics: BTreeSet<String>,
+    /// Listener ARNs whose rules traffic-shifted services use.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub listeners: BTreeSet<String>,
+    /// Template target groups (names) to clone, with their settings.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub template_target_groups: BTreeSet<String>,
 }
 
 impl Query {
@@ -46,6 +52,8 @@ impl Query {
             instance_profiles: services.flat_map(|s| s.profile.iter().cloned()).collect(),
             roles: hooks.clone().filter_map(|h| h.role.clone()).collect(),
             topics: hooks.filter_map(|h| h.sns.clone()).collect(),
+            listeners: release.services.values().filter_map(|s| s.traffic.as_ref().map(|t| t.listener.clone())).collect(),
+            template_target_groups: release.services.values().filter_map(|s| s.traffic.as_ref().map(|t| t.target_group.clone())).collect(),
         }
     }
 }
@@ -100,6 +108,67 @@ pub struct Lookup {
     pub topics: BTreeMap<String, String>,
     /// Every ASG tagged with the query's ProjectName and ConfigName.
     pub asgs: Vec<ExistingAsg>,
+    /// Every rule of each listener asked for; a listener that was not found is absent.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub listeners: BTreeMap<String, Vec<FoundRule>>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub template_target_groups: BTreeMap<String, FoundTargetGroup>,
+}
+
+/// A listener rule as the load balancer reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FoundRule {
+    pub arn: String,
+    /// `None` for the listener's default rule.
+    pub priority: Option<u32>,
+    pub conditions: Vec<RuleCondition>,
+    /// The target groups the rule forwards to, with their weights; empty for other actions.
+    pub forward: Vec<Weighted>,
+}
+
+/// One condition of a listener rule (`host-header`, `path-pattern`, …) and its values.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleCondition {
+    pub field: String,
+    pub values: Vec<String>,
+}
+
+/// A target group in a weighted forward.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Weighted {
+    pub target_group: String,
+    pub weight: u32,
+}
+
+/// A template target group: its ARN, tags and the settings a release's group copies.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FoundTargetGroup {
+    pub arn: String,
+    #[serde(default)]
+    pub tags: Tags,
+    pub shape: TargetGroupShape,
+}
+
+/// What makes two target groups interchangeable for a service.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetGroupShape {
+    pub protocol: String,
+    pub port: u32,
+    pub vpc_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check_protocol: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check_path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check_port: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy_threshold: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unhealthy_threshold: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check_interval_secs: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matcher: Option<String>,
 }
 
 /// The resources a release will use, checked. Recorded in `ResourcesResolved`.
@@ -126,6 +195,38 @@ pub struct ResolvedService {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous: Option<ExistingAsg>,
     pub capacity: CapacityPlan,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<ResolvedTraffic>,
+}
+
+/// Where a traffic-shifted service's requests come from, and where they go now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResolvedTraffic {
+    pub listener_arn: String,
+    pub priority: u32,
+    /// The production rule's conditions, or on a first deploy the exemplar's.
+    pub conditions: Vec<RuleCondition>,
+    /// The group the production rule forwards to now; `None` on a first deploy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live_target_group: Option<String>,
+    /// What the release's own group is cloned from.
+    pub template: TargetGroupShape,
+}
+
+impl ResolvedTraffic {
+    /// The forward that puts `weight` percent on `new_group`: both groups while shifting, one
+    /// group at either end, and nothing at all (remove the rule) at 0 on a first deploy. The
+    /// weights always sum to 100 (or the forward is empty).
+    pub fn forward(&self, new_group: &str, weight: u32) -> Vec<Weighted> {
+        assert!(weight <= 100, "a weight is a percentage: {weight}");
+        let new = Weighted { target_group: new_group.to_string(), weight };
+        match (&self.live_target_group, weight) {
+            (None, 0) => Vec::new(),
+            (None, _) | (Some(_), 100) => vec![Weighted { weight: 100, ..new }],
+            (Some(live), 0) => vec![Weighted { target_group: live.clone(), weight: 100 }],
+            (Some(live), _) => vec![Weighted { target_group: live.clone(), weight: 100 - weight }, new],
+        }
+    }
 }
 
 impl ResolvedService {
@@ -189,7 +290,8 @@ pub fn check(release: &Release, release_id: &str, lookup: &Lookup) -> Result<Res
             service.profile.as_ref().and_then(|p| check_profile(&mut problems, &format!("{path}.profile"), p, lookup, &scope));
         let previous = previous.get(name.as_str()).cloned();
         let capacity = CapacityPlan::new(&service.autoscaling, previous.as_ref().map(|asg| asg.desired_capacity));
-        let resolved = ResolvedService { security_group_ids, elbs, target_group_arns, instance_profile_arn, previous, capacity };
+        let traffic = service.traffic.as_ref().and_then(|t| check_traffic(&mut problems, &format!("{path}.traffic"), t, lookup, &scope));
+        let resolved = ResolvedService { security_group_ids, elbs, target_group_arns, instance_profile_arn, previous, capacity, traffic };
         services.insert(name.clone(), resolved);
     }
     let lifecycle_hooks = check_hooks(&mut problems, release, lookup);
@@ -259,6 +361,59 @@ fn check_scoped(
         return None;
     }
     Some(found.id.clone())
+}
+
+/// The template group is found and scoped to the service; the production rule, if there is
+/// one, forwards to exactly one group (a weighted rule means an earlier deploy stopped mid-shift
+/// and a person must decide which group is live); without one, the exemplar exists to copy.
+fn check_traffic(
+    problems: &mut Vec<Problem>,
+    path: &str,
+    traffic: &Traffic,
+    lookup: &Lookup,
+    scope: &Scope<'_>,
+) -> Option<ResolvedTraffic> {
+    let template = lookup.template_target_groups.get(&traffic.target_group);
+    let template_found = template.map(|t| Found { id: t.arn.clone(), tags: t.tags.clone() });
+    let template_path = format!("{path}.target_group");
+    let scoped = check_scoped(problems, &template_path, &traffic.target_group, template_found.as_ref().ok_or(0), scope, "target group");
+    let Some(rules) = lookup.listeners.get(&traffic.listener) else {
+        problems.push(Problem::new(format!("{path}.listener"), format!("no listener `{}` found", traffic.listener)));
+        return None;
+    };
+    let at = |priority: u32| rules.iter().find(|r| r.priority == Some(priority));
+    let (conditions, live_target_group) = match (at(traffic.priority), at(traffic.exemplar_priority())) {
+        (Some(rule), _) => match rule.forward.as_slice() {
+            [only] => (rule.conditions.clone(), Some(only.target_group.clone())),
+            forward => {
+                let message = format!(
+                    "the rule at priority {} forwards to {} target groups; a deploy stopped mid-shift: set it to forward to the live group by hand",
+                    traffic.priority,
+                    forward.len()
+                );
+                problems.push(Problem::new(format!("{path}.priority"), message));
+                return None;
+            }
+        },
+        (None, Some(exemplar)) => (exemplar.conditions.clone(), None),
+        (None, None) => {
+            let message = format!(
+                "no rule at priority {} and no exemplar rule at priority {} to copy on a first deploy",
+                traffic.priority,
+                traffic.exemplar_priority()
+            );
+            problems.push(Problem::new(format!("{path}.priority"), message));
+            return None;
+        }
+    };
+    scoped?;
+    Some(ResolvedTraffic {
+        listener_arn: traffic.listener.clone(),
+        priority: traffic.priority,
+        conditions,
+        live_target_group,
+        template: template?.shape.clone(),
+    })
 }
 
 fn check_profile(problems: &mut Vec<Problem>, path: &str, name: &str, lookup: &Lookup, scope: &Scope<'_>) -> Option<String> {

@@ -95,6 +95,33 @@ pub struct ServiceProgress {
     pub health: Option<HealthCounts>,
     /// Resetting capacity after success failed past its retries; the service keeps its deploy size.
     pub finalize_skipped: bool,
+    /// For a traffic-shifted service: its own group and how much traffic it has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<TrafficProgress>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrafficProgress {
+    /// The creation of the release's own target group was announced: it may exist.
+    pub group_announced: bool,
+    /// The release's own target group's ARN, once created.
+    pub target_group: Option<String>,
+    /// Percent of the service's traffic on the new group, 0 to 100.
+    pub weight: u32,
+    /// When the weight last changed.
+    pub shifted_at: Option<Timestamp>,
+    /// A health check was recorded after the latest shift of any service (the gate's evidence).
+    pub observed_since_shift: bool,
+    /// A shift was announced and its outcome not recorded: the rule may hold any weight the
+    /// shift asked for (a call can land and still report a failure), so cleanup shifts back.
+    pub unsettled: bool,
+}
+
+impl TrafficProgress {
+    /// Whether the new release may be receiving traffic.
+    pub fn may_have_traffic(&self) -> bool {
+        self.weight > 0 || self.unsettled
+    }
 }
 
 impl ServiceProgress {
@@ -117,6 +144,9 @@ pub struct Teardown {
     pub launch_template: Option<String>,
     pub elbs: Vec<String>,
     pub target_groups: Vec<String>,
+    /// The name of the ASG's own target group (a traffic-shifted release's), deleted with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_group: Option<String>,
     pub stage: TeardownStage,
 }
 
@@ -226,6 +256,11 @@ fn check_references(state: &State, event: &Event) -> Result<(), String> {
         true => Ok(()),
         false => Err(format!("names service `{name}`, which the deploy never resolved")),
     };
+    let shifting = |name: &str| match state.services.get(name).map(|p| p.traffic.is_some()) {
+        Some(true) => Ok(()),
+        Some(false) => Err(format!("names service `{name}`, which does not shift traffic")),
+        None => Err(format!("names service `{name}`, which the deploy never resolved")),
+    };
     let torn_down = |asg: &str| match state.teardown.iter().any(|t| t.asg == asg) {
         true => Ok(()),
         false => Err(format!("names ASG `{asg}`, which the deploy is not tearing down")),
@@ -237,7 +272,9 @@ fn check_references(state: &State, event: &Event) -> Result<(), String> {
             Err(format!("starts a command while `{}` is still pending", state.pending.as_ref().map_or("", Command::name)))
         }
         Event::CommandStarted { command: Command::Launch { spec } } => service(&spec.service),
+        Event::CommandStarted { command: Command::ShiftTraffic { service: name, .. } } => shifting(name),
         Event::ServiceLaunched { service: name, .. } | Event::CapacitySet { service: name, .. } => service(name),
+        Event::TargetGroupCreated { service: name, .. } | Event::TrafficShifted { service: name, .. } => shifting(name),
         Event::HealthObserved { services } => services.keys().try_for_each(|name| service(name)),
         Event::ServicesHealthy if state.resolved.is_none() => Err("comes before resources were resolved".into()),
         Event::Detached { asg } | Event::DetachConfirmed { asg, .. } | Event::AsgDeleted { asg } | Event::TeardownAbandoned { asg, .. } => {
@@ -287,8 +324,11 @@ fn apply(state: &mut State, event: &Event, at: Timestamp) {
         Event::ResourcesResolved { resolved } => resolve(state, resolved),
         Event::CommandStarted { command } => {
             assert!(state.pending.is_none(), "a second command started before {:?} finished", state.pending);
-            if let Command::Launch { spec } = command {
-                state.service_mut(&spec.service).launch_started = true;
+            match command {
+                Command::Launch { spec } => state.service_mut(&spec.service).launch_started = true,
+                Command::CreateTargetGroup { service, .. } => state.traffic_mut(service).group_announced = true,
+                Command::ShiftTraffic { service, .. } => state.traffic_mut(service).unsettled = true,
+                _ => {}
             }
             state.pending = Some(command.clone());
         }
@@ -308,6 +348,21 @@ fn apply(state: &mut State, event: &Event, at: Timestamp) {
             progress.desired = *desired;
             progress.min_size = progress.plan.min_while_deploying(*desired);
         }
+        Event::TargetGroupCreated { service, target_group } => {
+            state.pending = None;
+            state.traffic_mut(service).target_group = Some(target_group.clone());
+        }
+        Event::TrafficShifted { service, weight } => {
+            assert!(*weight <= 100, "a weight above 100 %: {weight}");
+            state.pending = None;
+            let traffic = state.traffic_mut(service);
+            traffic.weight = *weight;
+            traffic.shifted_at = Some(at);
+            traffic.unsettled = false;
+            for traffic in state.services.values_mut().filter_map(|p| p.traffic.as_mut()) {
+                traffic.observed_since_shift = false;
+            }
+        }
         Event::CapacitySet { service, min_size, desired, .. } => {
             state.pending = None;
             let progress = state.service_mut(service);
@@ -318,6 +373,9 @@ fn apply(state: &mut State, event: &Event, at: Timestamp) {
             state.last_observed_at = Some(at);
             for (name, counts) in services {
                 state.service_mut(name).health = Some(*counts);
+            }
+            for traffic in state.services.values_mut().filter_map(|p| p.traffic.as_mut()) {
+                traffic.observed_since_shift = true;
             }
         }
         Event::ServicesHealthy => {
@@ -372,17 +430,19 @@ fn fail(state: &mut State, error: ErrorKind, reason: String) {
     state.teardown = state
         .services
         .iter()
-        .filter(|(_, progress)| progress.launch_started)
+        .filter(|(_, progress)| progress.launch_started || progress.traffic.as_ref().is_some_and(|t| t.group_announced))
         .map(|(name, progress)| {
             let service = resolved.and_then(|r| r.services.get(name)).expect("launched a service that was never resolved");
-            teardown_of_new(&progress.asg, service)
+            teardown_of_new(name, progress, service)
         })
         .collect();
 }
 
 /// A step failed for good. Where it leaves the deploy depends on the step.
 fn give_up_on(state: &mut State, command: &str, error: &str) {
-    let teardown_step = ["detach", "check_detached", "delete"].contains(&command);
+    // Shifting traffic back after a failure is cleanup too: it must not stop before its bound.
+    let teardown_step =
+        ["detach", "check_detached", "delete"].contains(&command) || (command == "shift_traffic" && state.failure.is_some());
     if teardown_step {
         // decide records the abandonment once the retry bound is reached; a permanent error on
         // a teardown step is still retried, because "in use" and eventual consistency look the same.
@@ -415,6 +475,7 @@ fn resolve(state: &mut State, resolved: &Resolved) {
                 desired: 0,
                 health: None,
                 finalize_skipped: false,
+                traffic: service.traffic.as_ref().map(|_| TrafficProgress::default()),
             };
             (name.clone(), progress)
         })
@@ -422,19 +483,41 @@ fn resolve(state: &mut State, resolved: &Resolved) {
     state.resolved = Some(resolved.clone());
 }
 
-fn teardown_of_new(asg: &str, service: &ResolvedService) -> Teardown {
-    teardown(asg, Some(names::launch_template_name(asg)), service.elbs.clone(), service.target_group_arns.clone())
+fn teardown_of_new(service_name: &str, progress: &ServiceProgress, service: &ResolvedService) -> Teardown {
+    let asg = &progress.asg;
+    let own_group = progress.traffic.as_ref().filter(|t| t.group_announced).map(|_| names::target_group_name(service_name, asg));
+    let launch_template = Some(names::launch_template_name(asg));
+    if !progress.launch_started {
+        // Only the group was created: there is no ASG to detach, only the group to delete.
+        return teardown(asg, launch_template, Vec::new(), Vec::new(), own_group);
+    }
+    let own_arn = progress.traffic.as_ref().and_then(|t| t.target_group.clone());
+    let target_groups = service.target_group_arns.iter().chain(&own_arn).cloned().collect();
+    teardown(asg, launch_template, service.elbs.clone(), target_groups, own_group)
 }
 
 fn teardown_of_existing(asg: &ExistingAsg) -> Teardown {
-    // Only a template named after its ASG is that ASG's own; anything else may be shared.
+    // Only a template (or target group) named after its ASG is that ASG's own; anything else may
+    // be shared.
     let own_template = asg.launch_template.clone().filter(|lt| *lt == names::launch_template_name(&asg.name));
-    teardown(&asg.name, own_template, asg.elbs.clone(), asg.target_groups.clone())
+    let service = asg.service().unwrap_or_default();
+    let own_group = asg
+        .target_groups
+        .iter()
+        .any(|tg| names::is_own_target_group(service, &asg.name, tg))
+        .then(|| names::target_group_name(service, &asg.name));
+    teardown(&asg.name, own_template, asg.elbs.clone(), asg.target_groups.clone(), own_group)
 }
 
-fn teardown(asg: &str, launch_template: Option<String>, elbs: Vec<String>, target_groups: Vec<String>) -> Teardown {
+fn teardown(
+    asg: &str,
+    launch_template: Option<String>,
+    elbs: Vec<String>,
+    target_groups: Vec<String>,
+    own_group: Option<String>,
+) -> Teardown {
     let stage = if elbs.is_empty() && target_groups.is_empty() { TeardownStage::Delete } else { TeardownStage::Detach };
-    Teardown { asg: asg.to_string(), launch_template, elbs, target_groups, stage }
+    Teardown { asg: asg.to_string(), launch_template, elbs, target_groups, target_group: own_group, stage }
 }
 
 impl State {
@@ -452,6 +535,7 @@ impl State {
             (Some(end), _) => end.name(),
             (None, Some(_)) => "cleaning up after a failure",
             (None, None) if self.healthy => "retiring the old release",
+            (None, None) if self.is_shifting() => "shifting traffic",
             (None, None) if self.resolved.is_some() => "deploying",
             (None, None) if matches!(self.lock, Lock::Held { .. }) => "checking resources",
             (None, None) if self.validated => "taking the lock",
@@ -476,6 +560,16 @@ impl State {
 
     fn service_mut(&mut self, name: &str) -> &mut ServiceProgress {
         self.services.get_mut(name).unwrap_or_else(|| panic!("event for unknown service {name}"))
+    }
+
+    fn traffic_mut(&mut self, service: &str) -> &mut TrafficProgress {
+        self.service_mut(service).traffic.as_mut().unwrap_or_else(|| panic!("traffic event for {service}, which does not shift traffic"))
+    }
+
+    /// Whether some traffic already reaches the new release: from then on the health gate, not
+    /// the release's timeout, bounds the deploy, and a failure shifts traffic back first.
+    pub fn is_shifting(&self) -> bool {
+        self.services.values().any(|p| p.traffic.as_ref().is_some_and(TrafficProgress::may_have_traffic))
     }
 
     fn teardown_mut(&mut self, asg: &str) -> &mut Teardown {

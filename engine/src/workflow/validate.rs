@@ -5,7 +5,7 @@
 
 use super::names::{CONFIG_NAME_LEN_MAX, PROJECT_NAME_LEN_MAX, SERVICE_NAME_LEN_MAX};
 use super::names::{TAG_CONFIG, TAG_DEPLOY_WITH, TAG_MANAGED_BY, TAG_PROJECT, TAG_RELEASE, TAG_SERVICE};
-use super::release::{Autoscaling, LifecycleHook, PolicyKind, Release, Service, TIMEOUT_SECS_MAX};
+use super::release::{Autoscaling, LifecycleHook, PolicyKind, Release, Service, Traffic, EXEMPLAR_PRIORITY_OFFSET, TIMEOUT_SECS_MAX};
 use super::release::{TRANSITION_LAUNCHING, TRANSITION_TERMINATING};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -25,6 +25,11 @@ const NAME_REF_LEN_MAX: usize = 255;
 const COOLDOWN_SECS_MAX: u64 = 86_400;
 const ALARM_WINDOW_SECS_MAX: u64 = 86_400;
 const HEARTBEAT_SECS: std::ops::RangeInclusive<u64> = 30..=7_200;
+/// An ALB takes rule priorities 1 to 50,000; the exemplar sits `EXEMPLAR_PRIORITY_OFFSET` higher.
+const RULE_PRIORITY_MAX: u32 = 50_000 - EXEMPLAR_PRIORITY_OFFSET;
+const WAIT_PER_STEP_SECS_MAX: u64 = 3_600;
+const BAKE_TIME_SECS_MAX: u64 = 86_400;
+const HEALTH_TIMEOUT_SECS_MAX: u64 = 7_200;
 const EBS_VOLUME_GIB: std::ops::RangeInclusive<u32> = 1..=16_384;
 const EBS_VOLUME_TYPES: [&str; 7] = ["standard", "gp2", "gp3", "io1", "io2", "st1", "sc1"];
 const PLACEMENT_STRATEGIES: [&str; 3] = ["cluster", "spread", "partition"];
@@ -184,6 +189,36 @@ fn check_service(out: &mut Problems, path: &str, service: &Service, timeout_secs
         out.check(ok, &format!("{path}.spot_price"), format!("`{price}` is not a positive price in dollars"));
     }
     check_autoscaling(out, &format!("{path}.autoscaling"), &service.autoscaling, timeout_secs);
+    if let Some(traffic) = &service.traffic {
+        check_traffic(out, &format!("{path}.traffic"), traffic);
+    }
+}
+
+/// Every step must be valid on an ALB and every wait bounded: a step of 0 would never finish (as
+/// deployomat's could loop), and a wait as long as the health timeout would time out every step.
+fn check_traffic(out: &mut Problems, path: &str, traffic: &Traffic) {
+    let listener_ok = traffic.listener.starts_with("arn:") && traffic.listener.contains(":listener/app/");
+    out.check(listener_ok, &format!("{path}.listener"), "must be an application load balancer listener's ARN");
+    let priority_ok = (1..=RULE_PRIORITY_MAX).contains(&traffic.priority);
+    out.check(priority_ok, &format!("{path}.priority"), format!("must be between 1 and {RULE_PRIORITY_MAX}"));
+    let name_ok = !traffic.target_group.is_empty()
+        && traffic.target_group.len() <= 32
+        && traffic.target_group.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    out.check(name_ok, &format!("{path}.target_group"), "must be a target group name: 1 to 32 letters, digits or `-`");
+    if let Some(step) = traffic.shift_per_step {
+        out.check((1..=100).contains(&step), &format!("{path}.shift_per_step"), "must be between 1 and 100 percent");
+    }
+    let bounded = [
+        ("wait_per_step", traffic.wait_per_step, 0, WAIT_PER_STEP_SECS_MAX),
+        ("bake_time", traffic.bake_time, 0, BAKE_TIME_SECS_MAX),
+        ("health_timeout", traffic.health_timeout, 1, HEALTH_TIMEOUT_SECS_MAX),
+    ];
+    for (field, secs, min, max) in bounded {
+        let ok = secs.is_none_or(|secs| (min..=max).contains(&secs));
+        out.check(ok, &format!("{path}.{field}"), format!("must be between {min} and {max} seconds"));
+    }
+    let wait_ok = traffic.wait_per_step_secs() < traffic.health_timeout_secs();
+    out.check(wait_ok, &format!("{path}.wait_per_step"), "must be shorter than health_timeout, which bounds each step");
 }
 
 fn check_tags(out: &mut Problems, path: &str, service: &Service) {

@@ -49,6 +49,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Cancel the running deploy of a project-config (deployomat's word for a halt): traffic goes
+    /// back to the live release at once, then everything the deploy created is deleted. Honoured
+    /// until the release is live (after its bake time, for traffic-shifted services).
+    Cancel {
+        project: String,
+        config: String,
+        #[arg(long, default_value = "cancelled from the command line")]
+        reason: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// The current or last deploy of a project-config.
     Status {
         project: String,
@@ -124,9 +135,11 @@ fn main() -> ExitCode {
         Command::Deploy { release, wait, json } => {
             on_aws(&overrides, |env, out| Box::pin(async move { commands::deploy(&env, &release, wait, json, out).await }))
         }
-        Command::Halt { project, config, reason, json } => on_aws(&overrides, |env, out| {
-            Box::pin(async move { commands::halt(&env, LockKey { project, config }, reason, json, out).await })
-        }),
+        Command::Halt { project, config, reason, json } | Command::Cancel { project, config, reason, json } => {
+            on_aws(&overrides, |env, out| {
+                Box::pin(async move { commands::halt(&env, LockKey { project, config }, reason, json, out).await })
+            })
+        }
         Command::Status { project, config, json } => {
             on_aws(&overrides, |env, out| Box::pin(async move { commands::status(&env, LockKey { project, config }, json, out).await }))
         }

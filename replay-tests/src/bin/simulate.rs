@@ -83,6 +83,8 @@ fn main() -> ExitCode {
             Err(failure) => {
                 if args.verbose {
                     print_histories(&failure.histories);
+                    println!("the cloud's last calls:");
+                    failure.calls.iter().for_each(|call| println!("  {call}"));
                 }
                 eprintln!("{failure}");
                 return ExitCode::from(1);

@@ -14,7 +14,7 @@ use skald_engine::ports::{Append, AppendError, Cloud, EventStore, IndexEntry, Lo
 use skald_engine::workflow::command::HealthTarget;
 use skald_engine::workflow::health::ServiceReport;
 use skald_engine::workflow::names::TAG_RELEASE;
-use skald_engine::workflow::resources::{Lookup, Query};
+use skald_engine::workflow::resources::{Lookup, Query, RuleCondition, Tags, TargetGroupShape, Weighted};
 use skald_engine::workflow::{CloudError, Command, Event, LaunchSpec, Recorded};
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -506,15 +506,63 @@ impl Cloud for ChaosCloud {
         }
     }
 
-    fn delete(&self, asg: &str, launch_template: Option<&str>) -> impl Future<Output = Result<(), CloudError>> + Send {
-        let (this, asg, launch_template) = (self.clone(), asg.to_string(), launch_template.map(str::to_string));
+    fn delete(
+        &self,
+        asg: &str,
+        launch_template: Option<&str>,
+        target_group: Option<&str>,
+    ) -> impl Future<Output = Result<(), CloudError>> + Send {
+        let (this, asg) = (self.clone(), asg.to_string());
+        let (launch_template, target_group) = (launch_template.map(str::to_string), target_group.map(str::to_string));
         async move {
             yield_now().await;
             this.before(Some(&asg), None)?;
             let gone = !this.inner.asgs().contains_key(&asg);
             this.check_actor(format!("delete {asg}"), gone, |c| matches!(c, Command::Delete { asg: a, .. } if *a == asg));
-            let result = this.inner.delete(&asg, launch_template.as_deref()).await;
+            let result = this.inner.delete(&asg, launch_template.as_deref(), target_group.as_deref()).await;
             this.after(result, Some(&asg))
+        }
+    }
+
+    fn create_target_group(
+        &self,
+        name: &str,
+        shape: &TargetGroupShape,
+        tags: &Tags,
+    ) -> impl Future<Output = Result<String, CloudError>> + Send {
+        let (this, name, shape, tags) = (self.clone(), name.to_string(), shape.clone(), tags.clone());
+        async move {
+            yield_now().await;
+            this.before(None, None)?;
+            let exists = this.inner.own_target_groups().contains_key(&name);
+            this.check_actor(
+                format!("create_target_group {name}"),
+                exists,
+                |c| matches!(c, Command::CreateTargetGroup { name: n, .. } if *n == name),
+            );
+            let created = this.inner.create_target_group(&name, &shape, &tags).await?;
+            this.after(Ok(()), None).map(|()| created)
+        }
+    }
+
+    fn shift_traffic(
+        &self,
+        listener_arn: &str,
+        priority: u32,
+        conditions: &[RuleCondition],
+        forward: &[Weighted],
+    ) -> impl Future<Output = Result<(), CloudError>> + Send {
+        let (this, listener_arn, conditions, forward) = (self.clone(), listener_arn.to_string(), conditions.to_vec(), forward.to_vec());
+        async move {
+            yield_now().await;
+            this.before(None, None)?;
+            let current = this.inner.rules(&listener_arn).into_iter().find(|r| r.priority == Some(priority)).map(|r| r.forward);
+            let unchanged = current.unwrap_or_default() == forward;
+            this.check_actor(format!("shift_traffic {listener_arn} {priority} {forward:?}"), unchanged, |c| {
+                matches!(c, Command::ShiftTraffic { listener_arn: l, priority: p, forward: f, .. } if *l == listener_arn && *p == priority && *f == forward)
+            });
+            let result = this.inner.shift_traffic(&listener_arn, priority, &conditions, &forward).await;
+            this.after(result, None)
         }
     }
 

@@ -9,7 +9,9 @@ use skald_engine::codec;
 use skald_engine::ports::LockKey;
 use skald_engine::workflow::command::Command;
 use skald_engine::workflow::event::Cleanliness;
-use skald_engine::workflow::names::{TAG_CONFIG, TAG_PROJECT, TAG_RELEASE};
+use skald_engine::workflow::names::{target_group_name, TAG_CONFIG, TAG_PROJECT, TAG_RELEASE, TAG_SERVICE};
+use skald_engine::workflow::release::Traffic;
+use skald_engine::workflow::resources::Weighted;
 use skald_engine::workflow::state::{Lock, TeardownStage, ATTEMPTS_MAX};
 use skald_engine::workflow::{End, Event, State};
 use std::collections::{BTreeMap, BTreeSet};
@@ -22,6 +24,9 @@ struct Tracked {
     asgs_at_lock: Option<BTreeSet<String>>,
     /// The order in which deploys took locks, to find each project-config's last holder.
     locked_as: Option<u64>,
+    /// What the production rule of web's listener forwarded to when the deploy took the lock
+    /// (traffic-shifted releases): what a clean failure restores.
+    forward_at_lock: Option<Option<Vec<Weighted>>>,
 }
 
 #[derive(Default)]
@@ -29,6 +34,8 @@ pub struct Checker {
     deploys: BTreeMap<String, Tracked>,
     /// Every ASG some history announced a launch of.
     mentioned: BTreeSet<String>,
+    /// Every target group some history announced the creation of, with the deploy.
+    mentioned_groups: BTreeMap<String, String>,
     locks_taken: u64,
     after_end_reported: usize,
     /// Deploys that ended, whose end state is judged once no worker holding them is in flight.
@@ -68,6 +75,7 @@ impl Checker {
         }
         self.check_locks(store)?;
         self.check_cloud_is_explained(cloud)?;
+        check_weights(cloud)?;
         if let Some(acted) = chaos.after_end.get(self.after_end_reported) {
             self.after_end_reported = chaos.after_end.len();
             return Err(format!("a deploy acted after its end: {acted}"));
@@ -91,6 +99,7 @@ impl Checker {
             last_hash: String::new(),
             asgs_at_lock: None,
             locked_as: None,
+            forward_at_lock: None,
         });
         let new = store.events_after(deploy, tracked.state.seq);
         if new.is_empty() {
@@ -106,10 +115,14 @@ impl Checker {
                 Event::ServiceLaunched { asg, .. } => {
                     self.mentioned.insert(asg.clone());
                 }
+                Event::CommandStarted { command: Command::CreateTargetGroup { name, .. } } => {
+                    self.mentioned_groups.insert(name.clone(), deploy.to_string());
+                }
                 Event::LockAcquired { .. } => {
                     self.locks_taken += 1;
                     tracked.locked_as = Some(self.locks_taken);
                     tracked.asgs_at_lock = Some(asgs_of(cloud, &key_of(&state)).into_keys().collect());
+                    tracked.forward_at_lock = traffic_of(&state).map(|t| production_forward(cloud, t));
                 }
                 _ => {}
             }
@@ -147,12 +160,30 @@ impl Checker {
         Ok(())
     }
 
-    /// The cloud never holds an ASG that no history mentions.
+    /// The cloud never holds an ASG or a target group of skald's that no history mentions.
     fn check_cloud_is_explained(&self, cloud: &SimCloud) -> Result<(), String> {
-        match cloud.asg_names().into_iter().find(|name| !self.mentioned.contains(name)) {
-            Some(name) => Err(format!("the cloud holds ASG {name}, which no history mentions")),
+        if let Some(name) = cloud.asg_names().into_iter().find(|name| !self.mentioned.contains(name)) {
+            return Err(format!("the cloud holds ASG {name}, which no history mentions"));
+        }
+        match cloud.own_target_groups().into_keys().find(|name| !self.mentioned_groups.contains_key(name)) {
+            Some(name) => Err(format!("the cloud holds target group {name}, which no history mentions")),
             None => Ok(()),
         }
+    }
+
+    /// At rest, a release's target group exists only with its ASG (or left by a dirty end).
+    fn check_groups_at_rest(&self, cloud: &SimCloud) -> Result<(), String> {
+        let asgs = cloud.asgs();
+        let with_asg: BTreeSet<String> =
+            asgs.iter().map(|(name, asg)| target_group_name(asg.tags.get(TAG_SERVICE).map_or("", String::as_str), name)).collect();
+        for name in cloud.own_target_groups().into_keys().filter(|name| !with_asg.contains(name)) {
+            let deploy = &self.mentioned_groups[&name];
+            let dirty = self.deploys.get(deploy).and_then(|t| t.state.end.as_ref()).is_some_and(|end| end.name() == "FailureDirty");
+            if !dirty {
+                return Err(format!("target group {name} of deploy {deploy} outlived its ASG"));
+            }
+        }
+        Ok(())
     }
 
     /// Once the world is calm and quiet: every deploy ended (liveness), no lock is held, and each
@@ -182,6 +213,7 @@ impl Checker {
         for (_, deploy, tracked) in last_holders.values() {
             check_end(deploy, tracked, cloud, chaos, true).map_err(|e| format!("at rest: {e}"))?;
         }
+        self.check_groups_at_rest(cloud)?;
         self.check_cloud_is_explained(cloud)
     }
 
@@ -195,6 +227,58 @@ impl Checker {
     }
 }
 
+/// Every weighted forward of every listener rule sums to 100: no step, crash or stale worker
+/// ever leaves a rule sending part of the traffic nowhere.
+fn check_weights(cloud: &SimCloud) -> Result<(), String> {
+    for (listener, rules) in cloud.listeners() {
+        for rule in rules.iter().filter(|r| !r.forward.is_empty()) {
+            let total: u32 = rule.forward.iter().map(|w| w.weight).sum();
+            if total != 100 {
+                return Err(format!(
+                    "the rule at priority {:?} of {listener} forwards weights summing to {total}: {:?}",
+                    rule.priority, rule.forward
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The traffic block of a deploy's release, if it shifts traffic.
+fn traffic_of(state: &State) -> Option<&Traffic> {
+    state.release().services.values().find_map(|s| s.traffic.as_ref())
+}
+
+/// What the production rule forwards to now; `None` when there is no production rule.
+fn production_forward(cloud: &SimCloud, traffic: &Traffic) -> Option<Vec<Weighted>> {
+    cloud.rules(&traffic.listener).into_iter().find(|r| r.priority == Some(traffic.priority)).map(|r| r.forward)
+}
+
+/// Traffic after an end: Success leaves the rule forwarding all of it to the release's own
+/// group; a clean failure leaves it as it was when the deploy took the lock.
+fn check_traffic_end(deploy: &str, tracked: &Tracked, cloud: &SimCloud) -> Result<(), String> {
+    let state = &tracked.state;
+    let Some(traffic) = traffic_of(state) else { return Ok(()) };
+    let now = production_forward(cloud, traffic);
+    match state.end.as_ref().expect("checked at the end") {
+        End::Success => {
+            let own = state.services.values().find_map(|s| s.traffic.as_ref()?.target_group.clone());
+            let wanted = own.map(|target_group| vec![Weighted { target_group, weight: 100 }]);
+            if now != wanted {
+                return Err(format!("deploy {deploy} succeeded, yet its rule forwards {now:?}, not {wanted:?}"));
+            }
+        }
+        End::Failure { cleanliness: Cleanliness::Clean, .. } => {
+            let before = tracked.forward_at_lock.clone().flatten();
+            if tracked.forward_at_lock.is_some() && now != before {
+                return Err(format!("deploy {deploy} failed clean, but its rule went from {before:?} to {now:?}"));
+            }
+        }
+        End::Failure { cleanliness: Cleanliness::Dirty, .. } => {}
+    }
+    Ok(())
+}
+
 /// Success leaves only the new release's ASGs for its project-config; FailureClean leaves exactly
 /// those there when it took the lock; FailureDirty only after a cleanup error that persisted past
 /// its retry bound.
@@ -205,6 +289,9 @@ fn check_end(deploy: &str, tracked: &Tracked, cloud: &SimCloud, chaos: &Chaos, w
     let key = key_of(state);
     let release_id = &state.request.as_ref().expect("an ended deploy was requested").release_id;
     let asgs = asgs_of(cloud, &key);
+    if whole {
+        check_traffic_end(deploy, tracked, cloud)?;
+    }
     match state.end.as_ref().expect("checked at the end") {
         End::Success => {
             if let Some((name, _)) = asgs.iter().find(|(_, release)| whole && *release != release_id) {

@@ -85,7 +85,12 @@ pub struct Failure {
     pub message: String,
     /// Every history as it stood when the invariant broke.
     pub histories: BTreeMap<String, Vec<StoredEvent>>,
+    /// The simulated cloud's last calls, oldest first (`FAILURE_CALLS_MAX` at most).
+    pub calls: Vec<String>,
 }
+
+/// How many of the cloud's last calls a failure keeps: enough to see the effects around it.
+const FAILURE_CALLS_MAX: usize = 60;
 
 impl Failure {
     /// The command that replays this seed, printing every deploy's history.
@@ -148,7 +153,9 @@ pub fn run(seed: u64, mutation: Option<Mutation>) -> Result<Report, Failure> {
             format!("panicked: {}", text.unwrap_or_else(|| "(no message)".into()))
         }
     };
-    Err(Failure { seed, mutation, step: sim.step, at: sim.clock.now(), message, histories: sim.histories() })
+    let calls = sim.cloud.calls();
+    let calls = calls[calls.len().saturating_sub(FAILURE_CALLS_MAX)..].to_vec();
+    Err(Failure { seed, mutation, step: sim.step, at: sim.clock.now(), message, histories: sim.histories(), calls })
 }
 
 /// Runs `seeds` and returns the first failure, if any, with how many seeds passed before it.

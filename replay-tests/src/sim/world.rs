@@ -2,10 +2,10 @@
 //! submitted to them and when, how their instances behave, and when people halt them.
 
 use super::rng::Rng;
-use skald_engine::adapters::local::example_release;
+use skald_engine::adapters::local::{example_release, example_traffic, provision_traffic};
 use skald_engine::adapters::sim::{Fate, SimCloud, Timings};
 use skald_engine::workflow::names::{instance_profile_paths, ALL, DEPLOYER, TAG_CONFIG, TAG_DEPLOY_WITH, TAG_PROJECT, TAG_SERVICE};
-use skald_engine::workflow::release::Strategy;
+use skald_engine::workflow::release::{Strategy, Traffic};
 use skald_engine::workflow::Release;
 
 /// The configs a seed may deploy to (all of the example's project).
@@ -30,6 +30,8 @@ pub struct Planned {
 pub struct Scenario {
     pub timings: Timings,
     pub configs: Vec<String>,
+    /// The configs whose web service shifts ALB traffic gradually (every release of them does).
+    pub traffic_configs: Vec<String>,
     pub deploys: Vec<Planned>,
     /// (virtual ms after the start, config) of each halt a person sends.
     pub halts: Vec<(u64, String)>,
@@ -49,6 +51,10 @@ impl Scenario {
             drain_ms: rng.between(1_000, 60_000),
         };
         let configs: Vec<String> = CONFIGS[..rng.between(1, 3) as usize].iter().map(|c| c.to_string()).collect();
+        // Traffic is drawn from a stream of its own, so the seeds' other choices stay as they were
+        // before traffic shifting existed (the regression seeds keep reproducing their scenario).
+        let mut traffic_rng = Rng::new(seed ^ 0x7472_6166_6669_6300);
+        let traffic_configs: Vec<String> = configs.iter().filter(|_| traffic_rng.chance(400)).cloned().collect();
         // Racing releases: most seeds submit in a burst, the rest spread over half an hour.
         let window_ms = if rng.chance(600) { rng.between(0, 20_000) } else { 30 * 60_000 };
         let count = rng.between(2, 7);
@@ -59,7 +65,7 @@ impl Scenario {
                 let fates = ["web", "worker"].iter().map(|service| (format!("-{service}-{release_id}"), draw_fate(rng))).collect();
                 Planned {
                     submit_ms: rng.between(0, window_ms),
-                    release: draw_release(rng, &config),
+                    release: draw_release(rng, &config, traffic_configs.contains(&config).then_some(&mut traffic_rng)),
                     release_id,
                     fates,
                     doomed_cleanup: rng.chance(100),
@@ -72,6 +78,7 @@ impl Scenario {
         Scenario {
             timings,
             configs,
+            traffic_configs,
             deploys,
             halts,
             sweep_every_ms: rng.between(60, 300) * 1000,
@@ -104,6 +111,9 @@ impl Scenario {
                 web.profile.as_deref().expect("web has a profile"),
                 &instance_profile_paths(project, config, "web")[0],
             );
+            if self.traffic_configs.contains(config) {
+                provision_traffic(cloud, &example_traffic(config), &scope);
+            }
         }
         for planned in &self.deploys {
             for (asg_part, fate) in &planned.fates {
@@ -130,8 +140,22 @@ pub fn release_for(config: &str) -> Release {
     release
 }
 
-fn draw_release(rng: &mut Rng, config: &str) -> Release {
+/// Web's traffic block for `config`, its pacing drawn from `rng`.
+fn traffic_for(config: &str, rng: &mut Rng) -> Traffic {
+    Traffic {
+        shift_per_step: Some(*rng.pick(&[5, 20, 30, 50, 100])),
+        wait_per_step: Some(rng.between(0, 30)),
+        bake_time: Some(rng.between(0, 120)),
+        health_timeout: Some(rng.between(60, 300)),
+        ..example_traffic(config)
+    }
+}
+
+fn draw_release(rng: &mut Rng, config: &str, traffic_rng: Option<&mut Rng>) -> Release {
     let mut release = release_for(config);
+    if let Some(traffic_rng) = traffic_rng {
+        release.services.get_mut("web").expect("the example has web").traffic = Some(traffic_for(config, traffic_rng));
+    }
     release.timeout = Some(*rng.pick(&[300, 600, 1_200]));
     let strategies =
         [Strategy::AllAtOnce, Strategy::OneThenAllWithCanary, Strategy::Percent25Steps, Strategy::Percent10Steps, Strategy::TenAtATime];

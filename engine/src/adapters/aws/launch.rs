@@ -213,6 +213,22 @@ impl AwsCloud {
             .map_err(|e| cloud_error("UpdateAutoScalingGroup", e))
     }
 
+    /// Deletes a release's service: its own target group first (a traffic-shifted release's),
+    /// then the ASG and its launch template. The group goes first because ELB refuses to delete
+    /// a group a listener rule still forwards to: if a late write sent traffic back to it, the
+    /// ASG behind it must keep serving, and the whole delete fails to be retried.
+    pub(super) async fn delete_release(
+        &self,
+        asg_name: &str,
+        launch_template: Option<&str>,
+        target_group: Option<&str>,
+    ) -> Result<(), CloudError> {
+        if let Some(name) = target_group {
+            self.delete_own_target_group(name).await?;
+        }
+        self.delete_service(asg_name, launch_template).await
+    }
+
     /// Deletes the ASG (terminating its instances), its alarms and its launch template. Each part
     /// already gone counts as deleted, so a retry after a partial delete finishes the job.
     pub(super) async fn delete_service(&self, asg_name: &str, launch_template: Option<&str>) -> Result<(), CloudError> {

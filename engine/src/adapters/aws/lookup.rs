@@ -1,10 +1,12 @@
 //! Looking up what a release names: every match, with its tags, for the workflow to judge.
 
 use super::errors::{cloud_error, is_missing};
+use super::traffic::found_rule;
 use super::AwsCloud;
 use crate::workflow::names::{TAG_CONFIG, TAG_PROJECT};
-use crate::workflow::resources::{ExistingAsg, Found, FoundProfile, Lookup, Query, Tags};
+use crate::workflow::resources::{ExistingAsg, Found, FoundProfile, FoundRule, FoundTargetGroup, Lookup, Query, Tags, TargetGroupShape};
 use crate::workflow::CloudError;
+use aws_sdk_elasticloadbalancingv2::types as elb;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Describe calls that take many names take at most this many (ELB and ELBv2 DescribeTags).
@@ -29,6 +31,8 @@ impl AwsCloud {
             roles: self.roles(&query.roles).await?,
             topics,
             asgs: self.project_config_asgs(&query.project, &query.config).await?,
+            listeners: self.listeners(&query.listeners).await?,
+            template_target_groups: self.template_target_groups(&query.template_target_groups).await?,
             account_id,
             region: self.region.clone(),
         })
@@ -104,21 +108,54 @@ impl AwsCloud {
     }
 
     async fn target_groups(&self, names: &BTreeSet<String>) -> Result<BTreeMap<String, Found>, CloudError> {
-        let mut arns = BTreeMap::new();
+        let described = self.described_target_groups(names).await?;
+        Ok(described.into_iter().map(|(name, (group, tags))| (name, found(group.target_group_arn(), tags))).collect())
+    }
+
+    /// The templates traffic-shifted services clone: ARN, tags and the settings a clone copies.
+    async fn template_target_groups(&self, names: &BTreeSet<String>) -> Result<BTreeMap<String, FoundTargetGroup>, CloudError> {
+        let described = self.described_target_groups(names).await?;
+        Ok(described
+            .into_iter()
+            .map(|(name, (group, tags))| {
+                let arn = group.target_group_arn().unwrap_or_default().to_string();
+                (name, FoundTargetGroup { arn, tags, shape: target_group_shape(&group) })
+            })
+            .collect())
+    }
+
+    /// The target groups of these names that exist, with their tags.
+    async fn described_target_groups(&self, names: &BTreeSet<String>) -> Result<BTreeMap<String, (elb::TargetGroup, Tags)>, CloudError> {
+        let mut groups = BTreeMap::new();
         for name in names {
-            match self.elbv2.describe_target_groups().names(name).send().await {
-                Ok(out) => {
-                    if let Some(arn) = out.target_groups().first().and_then(|tg| tg.target_group_arn()) {
-                        arns.insert(arn.to_string(), name.clone());
-                    }
-                }
-                Err(e) => absent_if_missing(cloud_error("DescribeTargetGroups", e))?,
+            if let Some(group) = self.target_group_named(name).await? {
+                groups.insert(name.clone(), group);
             }
         }
-        let mut by_name: BTreeMap<String, Found> =
-            arns.iter().map(|(arn, name)| (name.clone(), Found { id: arn.clone(), tags: Tags::new() })).collect();
-        let arn_list: Vec<String> = arns.keys().cloned().collect();
-        for chunk in arn_list.chunks(TAGS_PER_CALL_MAX) {
+        let arns: Vec<String> = groups.values().filter_map(|g| g.target_group_arn()).map(str::to_string).collect();
+        let mut tags = self.elbv2_tags(&arns).await?;
+        Ok(groups
+            .into_iter()
+            .map(|(name, group)| {
+                let group_tags = group.target_group_arn().and_then(|arn| tags.remove(arn)).unwrap_or_default();
+                (name, (group, group_tags))
+            })
+            .collect())
+    }
+
+    /// The target group named `name`, if there is one. (One name per call: a name that does
+    /// not exist fails the whole call.)
+    pub(super) async fn target_group_named(&self, name: &str) -> Result<Option<elb::TargetGroup>, CloudError> {
+        match self.elbv2.describe_target_groups().names(name).send().await {
+            Ok(out) => Ok(out.target_groups().first().cloned()),
+            Err(e) => absent_if_missing(cloud_error("DescribeTargetGroups", e)),
+        }
+    }
+
+    /// The tags of ELBv2 resources, by ARN.
+    pub(super) async fn elbv2_tags(&self, arns: &[String]) -> Result<BTreeMap<String, Tags>, CloudError> {
+        let mut by_arn = BTreeMap::new();
+        for chunk in arns.chunks(TAGS_PER_CALL_MAX) {
             let out = self
                 .elbv2
                 .describe_tags()
@@ -127,16 +164,30 @@ impl AwsCloud {
                 .await
                 .map_err(|e| cloud_error("DescribeTags", e))?;
             for description in out.tag_descriptions() {
-                let Some(name) = description.resource_arn().and_then(|arn| arns.get(arn)) else { continue };
+                let Some(arn) = description.resource_arn() else { continue };
                 let tags = description
                     .tags()
                     .iter()
                     .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string())))
                     .collect();
-                by_name.get_mut(name).expect("every ARN has its entry").tags = tags;
+                by_arn.insert(arn.to_string(), tags);
             }
         }
-        Ok(by_name)
+        Ok(by_arn)
+    }
+
+    /// Every rule of each listener that exists; a listener that doesn't is left out.
+    async fn listeners(&self, arns: &BTreeSet<String>) -> Result<BTreeMap<String, Vec<FoundRule>>, CloudError> {
+        let mut by_arn = BTreeMap::new();
+        for arn in arns {
+            match self.listener_rules(arn).await {
+                Ok(rules) => {
+                    by_arn.insert(arn.clone(), rules.iter().map(found_rule).collect());
+                }
+                Err(error) => absent_if_missing::<()>(error)?,
+            }
+        }
+        Ok(by_arn)
     }
 
     async fn instance_profiles(&self, names: &BTreeSet<String>) -> Result<BTreeMap<String, FoundProfile>, CloudError> {
@@ -206,6 +257,23 @@ pub(super) fn existing_asg(group: &aws_sdk_autoscaling::types::AutoScalingGroup)
         launch_template: group.launch_template().and_then(|lt| lt.launch_template_name()).map(str::to_string),
         elbs: group.load_balancer_names().to_vec(),
         target_groups: group.target_group_arns().to_vec(),
+    }
+}
+
+/// What a release's own group copies from its template.
+fn target_group_shape(group: &elb::TargetGroup) -> TargetGroupShape {
+    let count = |n: Option<i32>| n.map(|n| n.max(0) as u32);
+    TargetGroupShape {
+        protocol: group.protocol().map(|p| p.as_str().to_string()).unwrap_or_default(),
+        port: count(group.port()).unwrap_or(0),
+        vpc_id: group.vpc_id().unwrap_or_default().to_string(),
+        health_check_protocol: group.health_check_protocol().map(|p| p.as_str().to_string()),
+        health_check_path: group.health_check_path().map(str::to_string),
+        health_check_port: group.health_check_port().map(str::to_string),
+        healthy_threshold: count(group.healthy_threshold_count()),
+        unhealthy_threshold: count(group.unhealthy_threshold_count()),
+        health_check_interval_secs: count(group.health_check_interval_seconds()),
+        matcher: group.matcher().and_then(|m| m.http_code()).map(str::to_string),
     }
 }
 

@@ -1,11 +1,14 @@
 //! The cloud on the real AWS APIs: EC2, Auto Scaling, classic ELB, ELBv2, IAM, STS and CloudWatch,
-//! and SNS or EventBridge for notifications.
+//! and SNS or EventBridge for notifications. Traffic shifting (`traffic`) clones target groups
+//! and weighs an ALB listener rule's forward between them.
 //!
 //! Invariants:
 //! - Every create is idempotent: what exists already under our deterministic name and carries our
 //!   release id counts as done (AWS answers AlreadyExists; moto silently replaces an ASG, so the
 //!   adapter looks before it creates). What exists under our name without our release id is an error.
 //! - Every delete of something already gone succeeds.
+//! - A listener rule is found by its priority on every shift, so a repeated or racing shift ends
+//!   with the rule forwarding exactly as asked.
 //! - Lookups report every match with its tags; whether a match may be used is the workflow's call
 //!   (`workflow::resources`), never this adapter's.
 //! - Errors keep the API's code and say whether a retry may help (`errors`).
@@ -24,6 +27,7 @@ mod lookup;
 mod notify;
 mod observe;
 mod provision;
+mod traffic;
 
 pub use errors::{cloud_error, is_missing};
 pub use notify::{Destination, EVENT_DETAIL_TYPE, EVENT_SOURCE};
@@ -32,7 +36,7 @@ use crate::notify::Notification;
 use crate::ports::Cloud;
 use crate::workflow::command::HealthTarget;
 use crate::workflow::health::ServiceReport;
-use crate::workflow::resources::{Lookup, Query};
+use crate::workflow::resources::{Lookup, Query, RuleCondition, Tags, TargetGroupShape, Weighted};
 use crate::workflow::{CloudError, LaunchSpec};
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -179,8 +183,32 @@ impl Cloud for AwsCloud {
         self.detach_finished(asg, elbs, target_groups)
     }
 
-    fn delete(&self, asg: &str, launch_template: Option<&str>) -> impl Future<Output = Result<(), CloudError>> + Send {
-        self.delete_service(asg, launch_template)
+    fn create_target_group(
+        &self,
+        name: &str,
+        shape: &TargetGroupShape,
+        tags: &Tags,
+    ) -> impl Future<Output = Result<String, CloudError>> + Send {
+        self.create_own_target_group(name, shape, tags)
+    }
+
+    fn shift_traffic(
+        &self,
+        listener_arn: &str,
+        priority: u32,
+        conditions: &[RuleCondition],
+        forward: &[Weighted],
+    ) -> impl Future<Output = Result<(), CloudError>> + Send {
+        self.shift_rule(listener_arn, priority, conditions, forward)
+    }
+
+    fn delete(
+        &self,
+        asg: &str,
+        launch_template: Option<&str>,
+        target_group: Option<&str>,
+    ) -> impl Future<Output = Result<(), CloudError>> + Send {
+        self.delete_release(asg, launch_template, target_group)
     }
 
     fn notifies(&self) -> bool {

@@ -1,19 +1,28 @@
 //! Provisioning the example world on an AWS API (a local emulator, for `skald demo --endpoint`
 //! and the tests): a VPC with subnets, an AMI, security groups, a classic ELB, a target group and
-//! an instance profile, each opted in to skald with the tags and paths a release needs.
+//! an instance profile, each opted in to skald with the tags and paths a release needs; for a
+//! traffic-shifted service, the template target group and the exemplar rule on its listener
+//! (whose load balancer [`AwsCloud::provision_listener`] makes).
 //!
 //! Re-running it against the same API reuses what is there (found by Name tag or name).
 
-use super::errors::cloud_error;
+use super::errors::{cloud_error, is_missing};
 use super::AwsCloud;
 use crate::workflow::names::{instance_profile_paths, ALL, DEPLOYER, TAG_CONFIG, TAG_DEPLOY_WITH, TAG_PROJECT, TAG_SERVICE};
+use crate::workflow::release::Traffic;
+use crate::workflow::resources::{RuleCondition, Weighted};
 use crate::workflow::{CloudError, Release};
 use aws_sdk_ec2::types as ec2;
+use aws_sdk_elasticloadbalancingv2::types as elb;
 use std::collections::BTreeMap;
 
 const VPC_CIDR: &str = "10.80.0.0/16";
 /// The /24s of the example VPC.
 const SUBNETS_MAX: u32 = 255;
+/// The port the example's instances serve on, behind every example load balancer.
+const INSTANCE_PORT: i32 = 8000;
+/// The example ALB's listener.
+const LISTENER_PORT: i32 = 80;
 const ASSUME_ROLE_BY_EC2: &str =
     r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
 
@@ -49,8 +58,82 @@ impl AwsCloud {
             if let Some(profile) = &service.profile {
                 self.example_instance_profile(profile, &instance_profile_paths(project, config, name)[0]).await?;
             }
+            if let Some(traffic) = &service.traffic {
+                self.example_traffic(&vpc_id, name, traffic, &scope).await?;
+            }
         }
         Ok(())
+    }
+
+    /// Creates (or finds) an application load balancer named `name` in the release's subnets
+    /// (made if missing) with an HTTP listener that answers 404 unless a rule matches. Returns
+    /// the listener's ARN, for a traffic-shifted service's `traffic.listener`.
+    pub async fn provision_listener(&self, release: &Release, name: &str) -> Result<String, CloudError> {
+        let vpc_id = self.example_vpc().await?;
+        let mut subnet_ids = Vec::new();
+        for subnet in &release.subnets {
+            subnet_ids.push(self.example_subnet(&vpc_id, subnet, &[(TAG_DEPLOY_WITH, DEPLOYER)]).await?);
+        }
+        let load_balancer = self.example_alb(name, &subnet_ids).await?;
+        self.example_listener(&load_balancer).await
+    }
+
+    /// The load balancer named `name`, created if missing (CreateLoadBalancer is idempotent on
+    /// AWS but not on every emulator, so look first).
+    async fn example_alb(&self, name: &str, subnet_ids: &[String]) -> Result<String, CloudError> {
+        match self.elbv2.describe_load_balancers().names(name).send().await.map_err(|e| cloud_error("DescribeLoadBalancers", e)) {
+            Ok(out) => {
+                if let Some(arn) = out.load_balancers().first().and_then(|lb| lb.load_balancer_arn()) {
+                    return Ok(arn.to_string());
+                }
+            }
+            Err(error) if is_missing(&error) => {}
+            Err(error) => return Err(error),
+        }
+        let out = self
+            .elbv2
+            .create_load_balancer()
+            .name(name)
+            .r#type(elb::LoadBalancerTypeEnum::Application)
+            .set_subnets(Some(subnet_ids.to_vec()))
+            .send()
+            .await
+            .map_err(|e| cloud_error("CreateLoadBalancer", e))?;
+        Ok(out.load_balancers().first().and_then(|lb| lb.load_balancer_arn()).unwrap_or_default().to_string())
+    }
+
+    async fn example_listener(&self, load_balancer_arn: &str) -> Result<String, CloudError> {
+        let existing = self
+            .elbv2
+            .describe_listeners()
+            .load_balancer_arn(load_balancer_arn)
+            .send()
+            .await
+            .map_err(|e| cloud_error("DescribeListeners", e))?;
+        if let Some(arn) = existing.listeners().iter().find(|l| l.port() == Some(LISTENER_PORT)).and_then(|l| l.listener_arn()) {
+            return Ok(arn.to_string());
+        }
+        let not_found = elb::FixedResponseActionConfig::builder().status_code("404").content_type("text/plain").build();
+        let out = self
+            .elbv2
+            .create_listener()
+            .load_balancer_arn(load_balancer_arn)
+            .protocol(elb::ProtocolEnum::Http)
+            .port(LISTENER_PORT)
+            .default_actions(elb::Action::builder().r#type(elb::ActionTypeEnum::FixedResponse).fixed_response_config(not_found).build())
+            .send()
+            .await
+            .map_err(|e| cloud_error("CreateListener", e))?;
+        Ok(out.listeners().first().and_then(|l| l.listener_arn()).unwrap_or_default().to_string())
+    }
+
+    /// The template target group (scoped to the service, as a release's own groups are) and the
+    /// exemplar rule a first deploy copies: requests under `/<service>/` go to the template.
+    async fn example_traffic(&self, vpc_id: &str, service: &str, traffic: &Traffic, scope: &[(&str, &str)]) -> Result<(), CloudError> {
+        let template = self.example_target_group(vpc_id, &traffic.target_group, scope).await?;
+        let conditions = [RuleCondition { field: "path-pattern".into(), values: vec![format!("/{service}/*")] }];
+        let forward = [Weighted { target_group: template, weight: 100 }];
+        self.shift_rule(&traffic.listener, traffic.exemplar_priority(), &conditions, &forward).await
     }
 
     async fn example_vpc(&self) -> Result<String, CloudError> {
@@ -170,7 +253,7 @@ impl AwsCloud {
             .protocol("HTTP")
             .load_balancer_port(80)
             .instance_protocol("HTTP")
-            .instance_port(8000)
+            .instance_port(INSTANCE_PORT)
             .build()
             .map_err(|e| CloudError::permanent("BuildError", e.to_string()))?;
         let tags = tags
@@ -191,21 +274,27 @@ impl AwsCloud {
         Ok(())
     }
 
-    async fn example_target_group(&self, vpc_id: &str, name: &str, tags: &[(&str, &str)]) -> Result<(), CloudError> {
-        let tags = tags.iter().map(|(k, v)| aws_sdk_elasticloadbalancingv2::types::Tag::builder().key(*k).value(*v).build()).collect();
-        // CreateTargetGroup is idempotent for the same name and settings.
-        self.elbv2
+    /// The target group named `name`, created if missing (looked for first: emulators refuse a
+    /// second create that AWS would answer with the existing group). Returns its ARN.
+    async fn example_target_group(&self, vpc_id: &str, name: &str, tags: &[(&str, &str)]) -> Result<String, CloudError> {
+        if let Some(arn) = self.target_group_named(name).await?.and_then(|tg| tg.target_group_arn().map(str::to_string)) {
+            return Ok(arn);
+        }
+        let tags = tags.iter().map(|(k, v)| elb::Tag::builder().key(*k).value(*v).build()).collect();
+        let out = self
+            .elbv2
             .create_target_group()
             .name(name)
-            .protocol(aws_sdk_elasticloadbalancingv2::types::ProtocolEnum::Http)
-            .port(8000)
+            .protocol(elb::ProtocolEnum::Http)
+            .port(INSTANCE_PORT)
             .vpc_id(vpc_id)
-            .target_type(aws_sdk_elasticloadbalancingv2::types::TargetTypeEnum::Instance)
+            .target_type(elb::TargetTypeEnum::Instance)
+            .health_check_path("/health")
             .set_tags(Some(tags))
             .send()
             .await
             .map_err(|e| cloud_error("CreateTargetGroup", e))?;
-        Ok(())
+        Ok(out.target_groups().first().and_then(|tg| tg.target_group_arn()).unwrap_or_default().to_string())
     }
 
     async fn example_instance_profile(&self, name: &str, path: &str) -> Result<(), CloudError> {

@@ -1,0 +1,103 @@
+//! Whole deploys through the real runner, on the in-memory store and queue and a virtual clock,
+//! against any cloud: the workflow's waits pass at once while every cloud call is real.
+//!
+//! Every loop is bounded ([`MESSAGES_MAX`]): a deploy that does not get there fails the test
+//! instead of spinning.
+
+use crate::adapters::local::VISIBILITY_SECS;
+use crate::adapters::memory::{MemoryQueue, MemoryStore, VirtualClock};
+use crate::codec::read_history;
+use crate::message::Message;
+use crate::ports::{Clock, Cloud};
+use crate::runner::{RunError, Runner, RunnerConfig};
+use crate::workflow::{Event, Recorded, Release, State, Timestamp};
+use std::sync::Arc;
+
+/// 2026-11-21T12:00:00Z.
+pub const T0: Timestamp = Timestamp(1_795_262_400_000);
+/// Far more messages than a deploy needs.
+pub const MESSAGES_MAX: usize = 2_000;
+
+pub type MemoryRunner<C> = Runner<MemoryStore, Arc<MemoryQueue>, C, Arc<VirtualClock>>;
+
+/// A runner for `cloud` whose clock starts at [`T0`].
+pub fn memory_runner<C: Cloud>(cloud: C) -> MemoryRunner<C> {
+    let clock = VirtualClock::starting_at(T0);
+    Runner {
+        store: MemoryStore::new(),
+        queue: Arc::new(MemoryQueue::new(clock.clone(), VISIBILITY_SECS)),
+        cloud,
+        clock,
+        config: RunnerConfig::default(),
+    }
+}
+
+/// Queues a request to deploy `release` as `release_id`, made now.
+pub fn submit<C>(runner: &MemoryRunner<C>, release: &Release, release_id: &str) {
+    let message =
+        Message::DeployRequested { release: Box::new(release.clone()), release_id: release_id.into(), created_at: runner.clock.now() };
+    runner.queue.push(&message, 0);
+}
+
+/// Queues an on-call halt of `release`'s project-config.
+pub fn halt<C>(runner: &MemoryRunner<C>, release: &Release) {
+    let message =
+        Message::HaltRequested { project: release.project_name.clone(), config: release.config_name.clone(), reason: "test".into() };
+    runner.queue.push(&message, 0);
+}
+
+/// Handles the next message, moving the virtual clock to it when none is due yet; `false` when
+/// the queue is empty. A handled (or rejected) message is deleted; another stays for redelivery.
+pub async fn deliver_next<C: Cloud>(runner: &MemoryRunner<C>) -> bool {
+    let delivery = match runner.queue.receive() {
+        Some(delivery) => delivery,
+        None => {
+            let Some(next) = runner.queue.next_visible_at() else { return false };
+            runner.clock.advance_to(next);
+            runner.queue.receive().expect("a message is visible at its time")
+        }
+    };
+    let result = runner.handle(delivery.message, None, delivery.receive_count > 1).await;
+    if matches!(result, Ok(_) | Err(RunError::Rejected(_))) {
+        runner.queue.delete(delivery.receipt);
+    }
+    true
+}
+
+/// The recorded history of `deploy`, and the state it folds to.
+pub fn history<C>(runner: &MemoryRunner<C>, deploy: &str) -> (Vec<Recorded>, State) {
+    read_history(&runner.store.history(deploy)).expect("the history reads back")
+}
+
+/// Delivers messages until `deploy` ends; its final state.
+pub async fn run_until_end<C: Cloud>(runner: &MemoryRunner<C>, deploy: &str) -> State {
+    for _ in 0..MESSAGES_MAX {
+        let state = history(runner, deploy).1;
+        if state.is_finished() {
+            return state;
+        }
+        assert!(deliver_next(runner).await, "the queue ran dry before {deploy} ended: {:?}", failures(runner, deploy));
+    }
+    panic!("deploy {deploy} did not finish within {MESSAGES_MAX} messages");
+}
+
+/// Delivers messages until `deploy` has recorded an event that `wanted` accepts.
+pub async fn run_until_event<C: Cloud>(runner: &MemoryRunner<C>, deploy: &str, wanted: impl Fn(&Event) -> bool) {
+    for _ in 0..MESSAGES_MAX {
+        if history(runner, deploy).0.iter().any(|r| wanted(&r.event)) {
+            return;
+        }
+        assert!(deliver_next(runner).await, "the queue ran dry before the event: {:?}", failures(runner, deploy));
+    }
+    panic!("no such event in {deploy} within {MESSAGES_MAX} messages");
+}
+
+/// The failures a history recorded, for assertion messages.
+pub fn failures<C>(runner: &MemoryRunner<C>, deploy: &str) -> Vec<String> {
+    let events = history(runner, deploy).0;
+    events
+        .iter()
+        .filter(|r| matches!(r.event, Event::CommandFailed { .. } | Event::TeardownAbandoned { .. } | Event::DeployFailed { .. }))
+        .map(|r| r.event.to_string())
+        .collect()
+}

@@ -1,0 +1,244 @@
+//! Traffic shifting on the AWS adapter against a local AWS API (moto, started by the test support
+//! unless `SKALD_TEST_AWS_ENDPOINT` names one): a release's own target group cloned from the
+//! template, the production listener rule made from the exemplar, weighted steps, the old
+//! release retired after the bake, and traffic shifted back when a deploy is halted.
+//!
+//! Deploys run through the real runner on a virtual clock (`testing::deploys`); every cloud call
+//! is real. Each test has its own project-config, load balancer and groups, so tests share one
+//! emulator.
+
+use skald_engine::adapters::aws::AwsCloud;
+use skald_engine::ports::Cloud;
+use skald_engine::testing::deploys::{failures, halt, history, memory_runner, run_until_end, run_until_event, submit};
+use skald_engine::testing::{example_release_for, moto};
+use skald_engine::workflow::names::{managed_tags, target_group_name, TAG_RELEASE};
+use skald_engine::workflow::release::Traffic;
+use skald_engine::workflow::resources::{check, FoundRule, FoundTargetGroup, Lookup, Query, Weighted};
+use skald_engine::workflow::{Event, Release, State};
+use std::collections::BTreeSet;
+
+/// The production rule's priority; the exemplar sits 40,000 higher.
+const PRIORITY: u32 = 10;
+const SERVICE: &str = "web";
+
+/// Given: the example world, where `web` shifts traffic on its own ALB's listener (25 % a step)
+/// from a template group, with an exemplar rule and no production rule yet.
+async fn traffic_world(label: &str) -> (AwsCloud, Release) {
+    let cloud = AwsCloud::new(&moto::aws_config().await);
+    let mut release = example_release_for(label);
+    let web = release.services.get_mut(SERVICE).expect("the example has web");
+    // The example's names for its classic ELB and target group are unique to this test: the ALB
+    // and the template take them instead, and web joins no other load balancer.
+    let (alb, template) = (web.elbs[0].clone(), web.target_groups[0].clone());
+    web.elbs.clear();
+    web.target_groups.clear();
+    let listener = cloud.provision_listener(&release, &alb).await.expect("the load balancer is provisioned");
+    release.services.get_mut(SERVICE).unwrap().traffic = Some(Traffic {
+        listener,
+        priority: PRIORITY,
+        target_group: template,
+        shift_per_step: Some(25),
+        wait_per_step: None,
+        bake_time: None,
+        health_timeout: None,
+    });
+    cloud.provision_example(&release).await.expect("the example world is provisioned");
+    (cloud, release)
+}
+
+fn traffic(release: &Release) -> &Traffic {
+    release.services[SERVICE].traffic.as_ref().unwrap()
+}
+
+/// What the cloud reports of the listener and of the named target groups (templates or not).
+async fn lookup(cloud: &AwsCloud, release: &Release, target_groups: &[&str]) -> Lookup {
+    let mut query = Query::for_release(release);
+    query.template_target_groups.extend(target_groups.iter().map(ToString::to_string));
+    cloud.lookup(&query).await.expect("the lookup succeeds")
+}
+
+fn rule_at(lookup: &Lookup, release: &Release, priority: u32) -> Option<FoundRule> {
+    lookup.listeners[&traffic(release).listener].iter().find(|r| r.priority == Some(priority)).cloned()
+}
+
+fn own_group_name(state: &State) -> String {
+    target_group_name(SERVICE, &state.services[SERVICE].asg)
+}
+
+fn all_on(target_group: &FoundTargetGroup) -> Vec<Weighted> {
+    vec![Weighted { target_group: target_group.arn.clone(), weight: 100 }]
+}
+
+async fn asg_names(cloud: &AwsCloud, release: &Release) -> BTreeSet<String> {
+    cloud.lookup(&Query::for_release(release)).await.unwrap().asgs.into_iter().map(|a| a.name).collect()
+}
+
+async fn launch_template_names(prefix: &str) -> BTreeSet<String> {
+    let ec2 = aws_sdk_ec2::Client::new(&moto::aws_config().await);
+    let out = ec2.describe_launch_templates().send().await.unwrap();
+    out.launch_templates().iter().filter_map(|lt| lt.launch_template_name()).filter(|n| n.starts_with(prefix)).map(str::to_string).collect()
+}
+
+/// The weights a deploy's history shifted through, in order.
+fn weights(events: &[skald_engine::workflow::Recorded]) -> Vec<u32> {
+    events.iter().filter_map(|r| if let Event::TrafficShifted { weight, .. } = r.event { Some(weight) } else { None }).collect()
+}
+
+fn end_of(state: &State) -> Option<&'static str> {
+    state.end.as_ref().map(|e| e.name())
+}
+
+#[tokio::test]
+async fn a_first_deploy_creates_the_rule_from_the_exemplar_onto_its_own_cloned_group() {
+    // Given a listener with only the exemplar rule
+    let (cloud, release) = traffic_world("first-deploy").await;
+    let runner = memory_runner(cloud.clone());
+
+    // When the first release deploys
+    submit(&runner, &release, "01JAWSTRAFFIC000000000001");
+    let state = run_until_end(&runner, "01JAWSTRAFFIC000000000001").await;
+
+    // Then all its traffic is on its own group, by a rule matching what the exemplar matches
+    assert_eq!(failures(&runner, "01JAWSTRAFFIC000000000001"), Vec::<String>::new());
+    assert_eq!(end_of(&state), Some("Success"));
+    let own_name = own_group_name(&state);
+    let found = lookup(&cloud, &release, &[&own_name]).await;
+    let (production, exemplar) = (rule_at(&found, &release, PRIORITY).unwrap(), rule_at(&found, &release, PRIORITY + 40_000).unwrap());
+    let own = &found.template_target_groups[&own_name];
+    assert_eq!(production.conditions, exemplar.conditions);
+    assert_eq!(production.forward, all_on(own));
+    assert_eq!(weights(&history(&runner, "01JAWSTRAFFIC000000000001").0), [100]);
+    // And that group is the template's clone, tagged with the release
+    let template = &found.template_target_groups[&traffic(&release).target_group];
+    assert_eq!(own.shape, template.shape);
+    assert_eq!(own.shape.health_check_path.as_deref(), Some("/health"));
+    assert_eq!(own.tags.get(TAG_RELEASE).map(String::as_str), Some("01JAWSTRAFFIC000000000001"));
+}
+
+#[tokio::test]
+async fn a_second_deploy_shifts_in_steps_and_retires_the_old_release_after_the_bake() {
+    // Given a first release live behind the rule
+    let (cloud, release) = traffic_world("second-deploy").await;
+    let runner = memory_runner(cloud.clone());
+    submit(&runner, &release, "01JAWSSHIFT00000000000001");
+    let first = run_until_end(&runner, "01JAWSSHIFT00000000000001").await;
+    let old_name = own_group_name(&first);
+
+    // When a second release deploys
+    submit(&runner, &release, "01JAWSSHIFT00000000000002");
+    let second = run_until_end(&runner, "01JAWSSHIFT00000000000002").await;
+
+    // Then traffic moved a quarter at a time and the rule now forwards to the new group only
+    assert_eq!(failures(&runner, "01JAWSSHIFT00000000000002"), Vec::<String>::new());
+    assert_eq!(end_of(&second), Some("Success"));
+    let (events, _) = history(&runner, "01JAWSSHIFT00000000000002");
+    assert_eq!(weights(&events), [25, 50, 75, 100]);
+    let new_name = own_group_name(&second);
+    let found = lookup(&cloud, &release, &[&old_name, &new_name]).await;
+    assert_eq!(rule_at(&found, &release, PRIORITY).unwrap().forward, all_on(&found.template_target_groups[&new_name]));
+    // And the old release's ASGs, launch templates and group were deleted, after the bake
+    assert!(!found.template_target_groups.contains_key(&old_name), "the old group is gone");
+    let asgs = asg_names(&cloud, &release).await;
+    assert!(asgs.len() == 2 && asgs.iter().all(|n| n.ends_with("01JAWSSHIFT00000000000002")), "{asgs:?}");
+    let templates = launch_template_names(&release.project_name).await;
+    assert!(templates.len() == 2 && templates.iter().all(|n| n.ends_with("01JAWSSHIFT00000000000002")), "{templates:?}");
+    let at = |wanted: fn(&Event) -> bool| events.iter().find(|r| wanted(&r.event)).map(|r| r.at).unwrap();
+    let full = at(|e| matches!(e, Event::TrafficShifted { weight: 100, .. }));
+    let retired = at(|e| matches!(e, Event::AsgDeleted { .. }));
+    assert!(retired.ms_since(full) >= 60_000, "deleted {} ms after 100 %, before the bake ended", retired.ms_since(full));
+}
+
+#[tokio::test]
+async fn a_deploy_halted_mid_shift_sends_traffic_back_and_removes_its_group() {
+    // Given a first release live, and a second with its first step of traffic
+    let (cloud, release) = traffic_world("halted-shift").await;
+    let runner = memory_runner(cloud.clone());
+    submit(&runner, &release, "01JAWSBACK000000000000001");
+    let first = run_until_end(&runner, "01JAWSBACK000000000000001").await;
+    submit(&runner, &release, "01JAWSBACK000000000000002");
+    run_until_event(&runner, "01JAWSBACK000000000000002", |e| matches!(e, Event::TrafficShifted { .. })).await;
+    let new_name = own_group_name(&history(&runner, "01JAWSBACK000000000000002").1);
+    let old_name = own_group_name(&first);
+    let mid = lookup(&cloud, &release, &[&old_name, &new_name]).await;
+    let (old, new) = (&mid.template_target_groups[&old_name], &mid.template_target_groups[&new_name]);
+    let split = vec![Weighted { target_group: old.arn.clone(), weight: 75 }, Weighted { target_group: new.arn.clone(), weight: 25 }];
+    assert_eq!(rule_at(&mid, &release, PRIORITY).unwrap().forward, split);
+
+    // When on-call halts it
+    halt(&runner, &release);
+    let state = run_until_end(&runner, "01JAWSBACK000000000000002").await;
+
+    // Then all traffic is back on the first release's group, and nothing of the second remains
+    assert_eq!(end_of(&state), Some("FailureClean"), "{:?}", failures(&runner, "01JAWSBACK000000000000002"));
+    let found = lookup(&cloud, &release, &[&old_name, &new_name]).await;
+    assert_eq!(rule_at(&found, &release, PRIORITY).unwrap().forward, all_on(&found.template_target_groups[&old_name]));
+    assert!(!found.template_target_groups.contains_key(&new_name), "the new group is gone");
+    let asgs = asg_names(&cloud, &release).await;
+    assert!(asgs.len() == 2 && asgs.iter().all(|n| n.ends_with("01JAWSBACK000000000000001")), "{asgs:?}");
+    assert_eq!(weights(&history(&runner, "01JAWSBACK000000000000002").0), [25, 0]);
+}
+
+#[tokio::test]
+async fn creating_a_target_group_again_finds_the_releases_own_and_refuses_another_releases() {
+    // Given the template's settings
+    let (cloud, release) = traffic_world("create-twice").await;
+    let template = lookup(&cloud, &release, &[]).await.template_target_groups[&traffic(&release).target_group].clone();
+    let name = target_group_name(SERVICE, &moto::unique_name("create-twice"));
+    let tags = |release_id: &str| managed_tags(&release.project_name, &release.config_name, SERVICE, release_id);
+
+    // When the same release creates its group twice (a worker crashed after the first), then another release
+    let first = cloud.create_target_group(&name, &template.shape, &tags("01JAWSTWICE00000000000001")).await.unwrap();
+    let again = cloud.create_target_group(&name, &template.shape, &tags("01JAWSTWICE00000000000001")).await.unwrap();
+    let other = cloud.create_target_group(&name, &template.shape, &tags("01JAWSTWICE00000000000002")).await;
+
+    // Then the second create found the first group, and the other release's is an error for good
+    assert_eq!(again, first);
+    let error = other.unwrap_err();
+    assert_eq!((error.code.as_deref(), error.transient), (Some("DuplicateTargetGroupName"), false), "{error}");
+}
+
+#[tokio::test]
+async fn shifts_repeat_harmlessly_and_a_group_a_rule_uses_is_not_deleted_yet() {
+    // Given the template, which the exemplar forwards to
+    let (cloud, release) = traffic_world("repeat-shift").await;
+    let listener = traffic(&release).listener.clone();
+    let found = lookup(&cloud, &release, &[]).await;
+    let template = found.template_target_groups[&traffic(&release).target_group].clone();
+    let conditions = rule_at(&found, &release, PRIORITY + 40_000).unwrap().conditions;
+
+    // When a shift is made twice (a redelivered message), then removed twice
+    for _ in 0..2 {
+        cloud.shift_traffic(&listener, PRIORITY, &conditions, &all_on(&template)).await.unwrap();
+    }
+    let shifted = lookup(&cloud, &release, &[]).await;
+    for _ in 0..2 {
+        cloud.shift_traffic(&listener, PRIORITY, &conditions, &[]).await.unwrap();
+    }
+    let removed = lookup(&cloud, &release, &[]).await;
+    let template_name = &traffic(&release).target_group;
+    let in_use = cloud.delete("skald-no-such-asg", None, Some(template_name)).await;
+
+    // Then there was one rule, then none; and deleting a group a rule forwards to is retried later
+    let at_priority = |l: &Lookup| l.listeners[&listener].iter().filter(|r| r.priority == Some(PRIORITY)).count();
+    assert_eq!((at_priority(&shifted), at_priority(&removed)), (1, 0));
+    let error = in_use.unwrap_err();
+    assert_eq!((error.code.as_deref(), error.transient), (Some("ResourceInUse"), true), "{error}");
+    cloud.delete("skald-no-such-asg", None, Some("sk-no-such-group")).await.expect("a group that is gone is deleted");
+}
+
+#[tokio::test]
+async fn a_listener_that_does_not_exist_is_reported_not_an_error() {
+    // Given a release naming a listener that is not there
+    let (cloud, mut release) = traffic_world("no-listener").await;
+    let missing = format!("{}0", traffic(&release).listener);
+    release.services.get_mut(SERVICE).unwrap().traffic.as_mut().unwrap().listener = missing.clone();
+
+    // When its resources are looked up and checked
+    let found = lookup(&cloud, &release, &[]).await;
+    let problems = check(&release, "01JAWSNOLISTENER000000001", &found).unwrap_err();
+
+    // Then the lookup left it out, and the check names it
+    assert!(!found.listeners.contains_key(&missing));
+    let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    assert_eq!(problems, [format!("services.web.traffic.listener: no listener `{missing}` found")]);
+}
