@@ -204,6 +204,12 @@ pub fn describe_state(state: &State) -> Vec<String> {
             "  service {name}: {} {launch}; min {} desired {} (plan: launch {}, need {} healthy); {health}",
             s.asg, s.min_size, s.desired, s.plan.launch, s.plan.healthy_needed
         ));
+        if let Some(traffic) = &s.traffic {
+            let group = traffic.target_group.as_deref().unwrap_or(if traffic.group_announced { "announced" } else { "not created" });
+            let shifted = traffic.shifted_at.map(|at| format!(" since {at}")).unwrap_or_default();
+            let unsettled = if traffic.unsettled { " (a shift is announced, its outcome not recorded)" } else { "" };
+            lines.push(format!("    traffic: {} % on the new release{shifted}{unsettled}; its target group: {group}", traffic.weight));
+        }
     }
     if let Some(command) = &state.pending {
         lines.push(format!("  pending: {command} (announced, outcome not recorded)"));

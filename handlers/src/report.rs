@@ -1,7 +1,8 @@
 //! The HTML report of one deploy: one self-contained file (inline CSS and SVG, no script, nothing
 //! fetched), for people who would rather look than read. It shows the outcome and the verdict of
 //! verification, the phases on a time axis, a chart per service of its healthy, launching and
-//! terminating instances against its desired capacity, and the whole timeline.
+//! terminating instances against its desired capacity, for a traffic-shifted service a chart of
+//! the share of traffic on the new release, and the whole timeline.
 
 use crate::replay::{duration, header};
 use skald_engine::replay::{self, Failure, Verified};
@@ -22,6 +23,8 @@ struct Series {
     launching: Vec<(u64, u32)>,
     terminating: Vec<(u64, u32)>,
     desired: Vec<(u64, u32)>,
+    /// Percent of traffic on the new release, at each shift.
+    weight: Vec<(u64, u32)>,
 }
 
 impl Series {
@@ -56,6 +59,10 @@ pub fn html(recorded: &[Recorded], verdict: &Result<Verified, Failure>) -> Strin
     for (service, s) in &series {
         let _ = write!(page, "<h2>Service {}</h2>", escape(service));
         page.push_str(&service_svg(s, total_ms));
+        if !s.weight.is_empty() {
+            page.push_str("<h3>Traffic on the new release (%)</h3>");
+            page.push_str(&weight_svg(s, total_ms));
+        }
     }
     page.push_str("<p class=\"legend\"><span class=\"healthy\">healthy</span> <span class=\"launching\">launching</span> ");
     page.push_str("<span class=\"terminating\">terminating</span> <span class=\"desired\">desired capacity</span></p>");
@@ -110,6 +117,14 @@ fn fold_series(recorded: &[Recorded], start: Timestamp) -> (State, BTreeMap<Stri
             Event::ServiceLaunched { service, desired, .. } | Event::CapacitySet { service, desired, .. } => {
                 series.entry(service.clone()).or_default().desired.push((t, *desired));
             }
+            Event::TrafficShifted { service, weight } => {
+                let s = series.entry(service.clone()).or_default();
+                if s.weight.is_empty() {
+                    // The share is 0 until the first shift: the chart starts from the beginning.
+                    s.weight.push((0, 0));
+                }
+                s.weight.push((t, *weight));
+            }
             _ => {}
         }
     }
@@ -162,24 +177,41 @@ fn service_svg(series: &Series, total_ms: u64) -> String {
     for (class, points) in
         [("desired", &series.desired), ("terminating", &series.terminating), ("launching", &series.launching), ("healthy", &series.healthy)]
     {
-        if points.is_empty() {
-            continue;
+        if !points.is_empty() {
+            let _ = write!(svg, "<path class=\"{class}\" d=\"{}\"/>", step_path(points, total_ms, y));
         }
-        let mut path = String::new();
-        let mut last_y = None;
-        for &(t, v) in points {
-            let (px, py) = (x(t, total_ms), y(v));
-            match last_y {
-                None => path.push_str(&format!("M{px:.1},{py:.1}")),
-                Some(ly) => path.push_str(&format!(" L{px:.1},{ly:.1} L{px:.1},{py:.1}")),
-            }
-            last_y = Some(py);
-        }
-        path.push_str(&format!(" L{:.1},{:.1}", x(total_ms, total_ms), last_y.unwrap_or_default()));
-        let _ = write!(svg, "<path class=\"{class}\" d=\"{path}\"/>");
     }
     svg.push_str("</svg>");
     svg
+}
+
+/// The share of the service's traffic on the new release, 0 to 100 %, over the deploy.
+fn weight_svg(series: &Series, total_ms: u64) -> String {
+    let height = CHART_HEIGHT / 2.0;
+    let y = |v: u32| 10.0 + (height - 20.0) * (1.0 - f64::from(v) / 100.0);
+    let mut svg = format!("<svg viewBox=\"0 0 {CHART_WIDTH} {height}\" width=\"{CHART_WIDTH}\" height=\"{height}\" role=\"img\">");
+    for tick in [0, 50, 100] {
+        let _ = write!(svg, "<text x=\"4\" y=\"{:.1}\" class=\"label\">{tick}</text>", y(tick) + 4.0);
+        let _ = write!(svg, "<line class=\"grid\" x1=\"{MARGIN_LEFT}\" x2=\"{CHART_WIDTH}\" y1=\"{0:.1}\" y2=\"{0:.1}\"/>", y(tick));
+    }
+    let _ = write!(svg, "<path class=\"weight\" d=\"{}\"/></svg>", step_path(&series.weight, total_ms, y));
+    svg
+}
+
+/// An SVG path drawing `points` as a step function, held to the end of the chart.
+fn step_path(points: &[(u64, u32)], total_ms: u64, y: impl Fn(u32) -> f64) -> String {
+    let mut path = String::new();
+    let mut last_y = None;
+    for &(t, v) in points {
+        let (px, py) = (x(t, total_ms), y(v));
+        match last_y {
+            None => path.push_str(&format!("M{px:.1},{py:.1}")),
+            Some(ly) => path.push_str(&format!(" L{px:.1},{ly:.1} L{px:.1},{py:.1}")),
+        }
+        last_y = Some(py);
+    }
+    path.push_str(&format!(" L{:.1},{:.1}", x(total_ms, total_ms), last_y.unwrap_or_default()));
+    path
 }
 
 /// Escapes text for HTML element content and attribute values.
@@ -203,7 +235,7 @@ const STYLE: &str =
 .ok{background:#d4f4dd}.failed{background:#fde2c8}.dirty{background:#f8c8c8}.running{background:#e0e0e0}\
 pre.summary{background:#f6f6f6;padding:1em}svg{display:block;margin:.5em 0}.label{font-size:11px;fill:#555}\
 .grid{stroke:#eee}path{fill:none;stroke-width:2}path.healthy{stroke:#2a9d4b}path.launching{stroke:#e9a400}\
-path.terminating{stroke:#d1342f}path.desired{stroke:#888;stroke-dasharray:4 3}.phase.p0{fill:#9ecae1}.phase.p1{fill:#c6dbef}\
+path.terminating{stroke:#d1342f}path.weight{stroke:#6a51a3}path.desired{stroke:#888;stroke-dasharray:4 3}.phase.p0{fill:#9ecae1}.phase.p1{fill:#c6dbef}\
 .phase.p2{fill:#a1d99b}.phase.p3{fill:#fdd0a2}.legend span{margin-right:1em;font-weight:bold}.legend .healthy{color:#2a9d4b}\
 .legend .launching{color:#e9a400}.legend .terminating{color:#d1342f}.legend .desired{color:#888}\
 table{border-collapse:collapse;font-size:13px}td,th{border-bottom:1px solid #eee;padding:.2em .6em;text-align:left;vertical-align:top}";

@@ -208,6 +208,48 @@ fn replay_html_writes_one_self_contained_report() {
 }
 
 #[test]
+fn replay_at_shows_a_services_share_of_traffic() {
+    // Given a recorded deploy that shifted traffic; the seq of its second shift
+    let file = corpus("traffic-shift.ndjson");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let shifts: Vec<serde_json::Value> =
+        text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).filter(|e| e["type"] == "TrafficShifted").collect();
+    let seq = shifts[1]["seq"].as_u64().unwrap().to_string();
+
+    // When the state after it is shown
+    let out = skald(&["replay", "--file", file.to_str().unwrap(), "--at", &seq]);
+
+    // Then web's line says how much traffic the new release has, and its group
+    let state = stdout(&out);
+    assert!(state.contains("traffic: 50 % on the new release since "), "{state}");
+    assert!(state.contains("its target group: arn:aws:elasticloadbalancing:"), "{state}");
+}
+
+#[test]
+fn replay_html_charts_the_traffic_on_a_shifted_release() {
+    // Given a recorded deploy that shifted web's traffic 25 % at a time
+    let dir = scratch("replay-html-traffic");
+    let report = dir.join("report.html");
+    let file = corpus("traffic-shift.ndjson");
+
+    // When its report is written
+    let out = skald(&["replay", "--file", file.to_str().unwrap(), "--html", report.to_str().unwrap()]);
+
+    // Then web has a chart of its share of traffic and worker (which does not shift) has none
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert_eq!(html.matches("<h3>Traffic on the new release (%)</h3>").count(), 1, "one traffic chart: web's");
+    let web = html.find("<h2>Service web</h2>").unwrap();
+    let worker = html.find("<h2>Service worker</h2>").unwrap();
+    let chart = html.find("class=\"weight\"").expect("a weight path");
+    assert!(web < chart && chart < worker, "the chart sits under web");
+    // And the timeline names each step
+    for weight in [25, 50, 75, 100] {
+        assert!(html.contains(&format!("web: {weight} % of traffic on the new release")), "{weight}");
+    }
+}
+
+#[test]
 fn replay_refuses_a_file_that_is_not_a_history_naming_the_line() {
     let dir = scratch("replay-bad-file");
     let file = dir.join("bad.ndjson");
