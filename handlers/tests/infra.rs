@@ -158,7 +158,7 @@ fn the_cloud_permissions_are_exactly_the_adapters_calls() {
     ];
     // provision.rs is not here: it builds the example world for demos and tests.
     let mut called = BTreeSet::new();
-    for file in ["lookup.rs", "launch.rs", "observe.rs", "mod.rs"] {
+    for file in ["lookup.rs", "launch.rs", "observe.rs", "traffic.rs", "mod.rs"] {
         called.extend(calls(&source(&format!("engine/src/adapters/aws/{file}")), &clients));
     }
     // GetCallerIdentity needs no permission (it cannot be denied).
@@ -168,10 +168,14 @@ fn the_cloud_permissions_are_exactly_the_adapters_calls() {
 
     let missing: Vec<&String> = called.difference(&granted).collect();
     assert!(missing.is_empty(), "the adapter calls these without a permission: {missing:?}");
-    // Checked by AWS inside CreateLaunchTemplate / CreateAutoScalingGroup on the caller: tagging
-    // on create, the launch template's RunInstances, and passing the instance profile's role.
+    // Checked by AWS inside CreateLaunchTemplate / CreateAutoScalingGroup / CreateTargetGroup /
+    // CreateRule on the caller: tagging on create, the launch template's RunInstances, and
+    // passing the instance profile's role.
     let implied: BTreeSet<String> =
-        ["ec2:CreateTags", "ec2:RunInstances", "autoscaling:CreateOrUpdateTags", "iam:PassRole"].iter().map(|a| a.to_string()).collect();
+        ["ec2:CreateTags", "ec2:RunInstances", "autoscaling:CreateOrUpdateTags", "iam:PassRole", "elasticloadbalancing:AddTags"]
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
     let unused: BTreeSet<String> = granted.difference(&called).cloned().collect();
     assert_eq!(unused, implied, "granted but never called");
 }
@@ -316,6 +320,38 @@ fn asgs_and_launch_templates_change_only_under_skalds_tags() {
     }
     let deny = lambda().into_iter().find(|s| s.sid == "NeverTakeOverOthersAsgs").expect("the take-over deny");
     assert!(!deny.allow && deny.actions.contains(&"autoscaling:CreateOrUpdateTags".to_string()));
+}
+
+/// Traffic shifting: target groups and listener rules are created only carrying ManagedBy=skald,
+/// tagged only while being created, and changed or deleted only when they carry it; nothing else
+/// of ELBv2's changes.
+#[test]
+fn target_groups_and_listener_rules_change_only_under_skalds_tags() {
+    let creates = ["elasticloadbalancing:CreateTargetGroup", "elasticloadbalancing:CreateRule"];
+    let changes = ["elasticloadbalancing:DeleteTargetGroup", "elasticloadbalancing:ModifyRule", "elasticloadbalancing:DeleteRule"];
+    let drains = ["elasticloadbalancing:DeregisterInstancesFromLoadBalancer", "elasticloadbalancing:DeregisterTargets"];
+    let skald = Some(Value::from("skald"));
+    let mut seen = BTreeSet::new();
+    for s in lambda().iter().filter(|s| s.allow) {
+        for action in s.actions.iter().filter(|a| a.starts_with("elasticloadbalancing:") && !a.starts_with("elasticloadbalancing:Describe"))
+        {
+            seen.insert(action.clone());
+            if creates.contains(&action.as_str()) {
+                assert_eq!(condition(s, "StringEquals", "aws:RequestTag/ManagedBy"), skald, "{}: {action}", s.sid);
+            } else if changes.contains(&action.as_str()) {
+                assert_eq!(condition(s, "StringEquals", "aws:ResourceTag/ManagedBy"), skald, "{}: {action}", s.sid);
+            } else if action == "elasticloadbalancing:AddTags" {
+                assert_eq!(condition(s, "StringEquals", "aws:RequestTag/ManagedBy"), skald, "{}: {action}", s.sid);
+                let on_create = condition(s, "StringEquals", "elasticloadbalancing:CreateAction");
+                assert_eq!(on_create, Some(Value::from(vec!["CreateTargetGroup", "CreateRule"])), "{}: AddTags only while creating", s.sid);
+            } else {
+                assert!(drains.contains(&action.as_str()), "{}: unexpected {action}", s.sid);
+            }
+        }
+    }
+    for action in creates.iter().chain(&changes) {
+        assert!(seen.contains(*action), "{action} is not granted: traffic shifting needs it");
+    }
 }
 
 /// iam:PassRole only for roles under /skald/ (the instance-profile path convention) and only to

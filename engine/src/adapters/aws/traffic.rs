@@ -9,7 +9,7 @@
 
 use super::errors::{cloud_error, gone_is_done};
 use super::AwsCloud;
-use crate::workflow::names::TAG_RELEASE;
+use crate::workflow::names::{DEPLOYER, TAG_MANAGED_BY, TAG_RELEASE};
 use crate::workflow::resources::{FoundRule, RuleCondition, Tags, TargetGroupShape, Weighted};
 use crate::workflow::CloudError;
 use aws_sdk_elasticloadbalancingv2::types as elb;
@@ -52,7 +52,7 @@ impl AwsCloud {
     /// group, moto answers DuplicateTargetGroupName: either way the group's release tag decides
     /// whether it is ours.
     pub(super) async fn create_own_target_group(&self, name: &str, shape: &TargetGroupShape, tags: &Tags) -> Result<String, CloudError> {
-        let created = create_target_group_request(&self.elbv2, name, shape, tags).send().await;
+        let created = target_group_request(self.elbv2.create_target_group(), name, shape, tags).send().await;
         let arn = match created.map_err(|e| cloud_error("CreateTargetGroup", e)) {
             Ok(out) => out.target_groups().first().and_then(|tg| tg.target_group_arn()).map(str::to_string),
             Err(error) if error.code.as_deref() == Some("DuplicateTargetGroupName") => {
@@ -113,6 +113,8 @@ impl AwsCloud {
             .priority(priority as i32)
             .set_conditions(Some(conditions))
             .actions(forward_action(forward, None, None))
+            // The tag is what lets skald's role change or delete the rule later (infra/).
+            .tags(elb::Tag::builder().key(TAG_MANAGED_BY).value(DEPLOYER).build())
             .send()
             .await;
         created.map(|_| ()).map_err(|e| cloud_error("CreateRule", e))
@@ -156,15 +158,15 @@ fn lost_race(error: &CloudError) -> bool {
     matches!(error.code.as_deref(), Some("PriorityInUse" | "RuleNotFound"))
 }
 
-fn create_target_group_request(
-    elbv2: &aws_sdk_elasticloadbalancingv2::Client,
+/// The CreateTargetGroup request of a release's group, shaped like its template.
+fn target_group_request(
+    request: aws_sdk_elasticloadbalancingv2::operation::create_target_group::builders::CreateTargetGroupFluentBuilder,
     name: &str,
     shape: &TargetGroupShape,
     tags: &Tags,
 ) -> aws_sdk_elasticloadbalancingv2::operation::create_target_group::builders::CreateTargetGroupFluentBuilder {
     let tags = tags.iter().map(|(k, v)| elb::Tag::builder().key(k).value(v).build()).collect();
-    elbv2
-        .create_target_group()
+    request
         .name(name)
         // Instances: the ASG registers its own.
         .target_type(elb::TargetTypeEnum::Instance)
