@@ -287,3 +287,29 @@ fn a_rule_left_mid_shift_or_no_exemplar_is_a_resource_problem_naming_the_field()
     assert!(local.cloud.own_target_groups().is_empty());
     assert_verifies(&local, &id(1));
 }
+
+#[test]
+fn the_lock_lease_outlasts_the_slowest_shift_the_release_allows() {
+    // Given a release whose web shifts 1 % at a time, an hour apart, with two hours of health
+    // timeout per step: far longer than the release's timeout
+    let mut release = traffic_release(1);
+    let traffic = release.services.get_mut("web").unwrap().traffic.as_mut().unwrap();
+    (traffic.wait_per_step, traffic.health_timeout, traffic.bake_time) = (Some(3_600), Some(7_200), Some(86_400));
+    let local = world(&release);
+
+    // When it takes the lock
+    local.submit(&release, &id(1));
+    run_until_event(&local, &id(1), "LockAcquired");
+
+    // Then the lease runs past every step's bound and the bake, so it cannot lapse mid-shift
+    let (locked_at, lease_until) = local
+        .history(&id(1))
+        .iter()
+        .find_map(|r| match r.event {
+            Event::LockAcquired { lease_until, .. } => Some((r.at, lease_until)),
+            _ => None,
+        })
+        .unwrap();
+    let slowest_shift_secs = 100 * (3_600 + 7_200) + 86_400 + 7_200;
+    assert!(lease_until.ms_since(locked_at) >= (release.timeout_secs() + slowest_shift_secs) * 1_000);
+}

@@ -47,6 +47,8 @@ const ENDS: &[(&str, &str)] = &[
     ("failure-dirty", "FailureDirty"),
     ("launch-refused", "FailureClean"),
     ("retried-and-resumed", "Success"),
+    ("traffic-shift", "Success"),
+    ("traffic-halted", "FailureClean"),
 ];
 
 #[test]

@@ -104,7 +104,10 @@ fn validate_request(state: &State) -> Decision {
 
 fn acquire_lock(state: &State, now: Timestamp) -> Decision {
     let release = state.release();
-    let lease_until = now.plus_secs(release.timeout_secs() + LOCK_LEASE_MARGIN_SECS);
+    // A traffic shift runs past the release's timeout (its steps have their own bounds), so the
+    // lease covers the longest shift too: a lease must only lapse for a deploy that is gone.
+    let shifts_secs_max: u64 = release.services.values().filter_map(|s| s.traffic.as_ref()).map(Traffic::duration_secs_max).sum();
+    let lease_until = now.plus_secs(release.timeout_secs() + shifts_secs_max + LOCK_LEASE_MARGIN_SECS);
     Decision::Act(Command::AcquireLock { project: release.project_name.clone(), config: release.config_name.clone(), lease_until })
 }
 

@@ -183,6 +183,14 @@ impl Traffic {
         self.health_timeout.unwrap_or(HEALTH_TIMEOUT_SECS_DEFAULT)
     }
 
+    /// The longest a shift of this service can take once it starts: every step waits
+    /// `wait_per_step` and may then need up to `health_timeout` of checks, and the bake may too.
+    pub fn duration_secs_max(&self) -> u64 {
+        let steps = u64::from(100u32.div_ceil(self.shift_per_step().clamp(1, 100)));
+        let per_step_secs = self.wait_per_step_secs() + self.health_timeout_secs();
+        steps * per_step_secs + self.bake_time_secs() + self.health_timeout_secs()
+    }
+
     pub fn exemplar_priority(&self) -> u32 {
         self.priority + EXEMPLAR_PRIORITY_OFFSET
     }
