@@ -146,6 +146,10 @@ fn seeds_that_found_bugs_stay_fixed() {
             panic!("{failure}");
         }
     }
-    let stale = sim::run(259, None).expect("passes");
-    assert!(!stale.stale_repeats.is_empty(), "seed 259 still exercises a stale worker");
+    // The end-state checks judge what stale workers do only if some seed produces one; they are
+    // rare (3 of CI's first 3,000 seeds). Seed 259 found the first; traffic shifting changed its
+    // scenario, and 543 is one now. If a scenario change moves it again, `simulate --seeds 3000`
+    // lists the seeds where a stale worker acted.
+    let stale = sim::run(543, None).expect("passes");
+    assert!(!stale.stale_repeats.is_empty(), "seed 543 still exercises a stale worker");
 }

@@ -68,10 +68,14 @@ fn main() -> ExitCode {
     let started = Instant::now();
     let mut steps = 0;
     let mut ends = BTreeMap::<String, u64>::new();
+    let mut stale_seeds = Vec::new();
     for seed in args.first..args.first + args.seeds {
         match sim::run(seed, args.mutation) {
             Ok(report) => {
                 steps += report.steps;
+                if !report.stale_repeats.is_empty() {
+                    stale_seeds.push(seed);
+                }
                 for (end, n) in &report.ends {
                     *ends.entry(end.clone()).or_default() += n;
                 }
@@ -93,10 +97,12 @@ fn main() -> ExitCode {
     }
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "{} seeds passed from {} in {secs:.1} s ({:.0} steps/s); ends: {ends:?}",
+        "{} seeds passed from {} in {secs:.1} s ({:.0} steps/s); ends: {ends:?}; stale workers acted in {} seeds {:?}",
         args.seeds,
         args.first,
-        steps as f64 / secs.max(1e-9)
+        steps as f64 / secs.max(1e-9),
+        stale_seeds.len(),
+        &stale_seeds[..stale_seeds.len().min(10)]
     );
     ExitCode::SUCCESS
 }

@@ -62,7 +62,7 @@ impl Checker {
     ///
     /// `in_flight` names the deploys some running worker has loaded. A deploy's end state is judged
     /// once none has: a stale worker may still be carrying out a launch it loaded long ago, and
-    /// undoes it when its append loses (see `Runner::undo_stale_launch`).
+    /// undoes it when its append loses (see `Runner::undo_stale_create`).
     pub fn after_step(&mut self, store: &MemoryStore, cloud: &SimCloud, chaos: &Chaos, in_flight: &BTreeSet<String>) -> Result<(), String> {
         for deploy in store.deploy_ids() {
             self.read_new_events(&deploy, store, cloud)?;
