@@ -10,7 +10,9 @@ use crate::codec::{self, Snapshot, StoredEvent};
 use crate::message::Message;
 use crate::ports::{Append, AppendError, Clock, Cloud, EventStore, IndexEntry, LockKey, LockOp, Queue, QueueError, StoreError};
 use crate::workflow::command::{CloudError, Command, Outcome};
+use crate::workflow::decide::shift_to_recorded;
 use crate::workflow::event::{Event, Freshness, Recorded};
+use crate::workflow::state::{Lock, TeardownStage, ATTEMPTS_MAX};
 use crate::workflow::{decide, evolve, record, Decision, End, Next, State, Timestamp};
 use std::fmt;
 
@@ -290,16 +292,8 @@ impl<S: EventStore, Q: Queue, C: Cloud, K: Clock> Runner<S, Q, C, K> {
                 Err(AppendError::Conflict { .. }) => {
                     loaded = self.load(deploy).await?;
                     seq_at_start = loaded.state.seq;
-                    match effect {
-                        Some(Command::Launch { spec }) => {
-                            self.undo_stale_create(&loaded.state, &spec.asg_name, Some(&spec.launch_template_name), None).await
-                        }
-                        Some(Command::CreateTargetGroup { service, name, .. }) => {
-                            let asg = loaded.state.services.get(&service).map(|p| p.asg.clone()).unwrap_or_default();
-                            self.undo_stale_create(&loaded.state, &asg, None, Some(&name)).await
-                        }
-                        Some(Command::ShiftTraffic { .. }) => self.reassert_recorded_traffic(&loaded.state).await,
-                        _ => {}
+                    if let Some(effect) = effect {
+                        self.fence_stale_effect(&loaded.state, effect).await;
                     }
                 }
                 Err(e) => return Err(append_error(e)),
@@ -310,51 +304,27 @@ impl<S: EventStore, Q: Queue, C: Cloud, K: Clock> Runner<S, Q, C, K> {
         Ok(Handled::Waiting { deploy: deploy.to_string(), until: self.clock.now() })
     }
 
-    /// A create (a launch, a target group) whose outcome lost the race to append was carried out
-    /// on a stale view: while this worker stalled, others created the thing, recorded it, and may
-    /// have deleted it since (a halt or a failure tore it down). Then this create made it again,
-    /// and the log says it is gone. Repeating the recorded delete makes the cloud agree with the
-    /// log. (No AWS call can be conditioned on the log's seq, so this is the only fence a stale
-    /// effect has.) Best effort, a bounded number of tries: a failure leaves a resource tagged
-    /// with its release for a person.
-    async fn undo_stale_create(&self, state: &State, asg: &str, launch_template: Option<&str>, target_group: Option<&str>) {
-        let deleted = state.teardown.iter().any(|t| t.asg == asg && t.stage == crate::workflow::state::TeardownStage::Deleted);
-        if !deleted {
-            return;
-        }
-        for _ in 0..crate::workflow::state::ATTEMPTS_MAX {
-            if self.cloud.delete(asg, launch_template, target_group).await.is_ok() {
-                return;
+    /// An effect whose outcome lost the race to append was carried out on a stale view; `state`
+    /// is the history as it is now. Makes the cloud agree with the log again where it can (no AWS
+    /// call can be conditioned on the log's seq, so this is the only fence a stale effect has).
+    /// Best effort: when the account cannot be reached, the cloud is left as it is.
+    async fn fence_stale_effect(&self, state: &State, effect: Command) {
+        let Ok(cloud) = self.cloud_of(state).await else { return };
+        match effect {
+            Command::Launch { spec } => undo_stale_create(&cloud, state, &spec.asg_name, Some(&spec.launch_template_name), None).await,
+            Command::CreateTargetGroup { service, name, .. } => {
+                let asg = state.services.get(&service).map(|p| p.asg.clone()).unwrap_or_default();
+                undo_stale_create(&cloud, state, &asg, None, Some(&name)).await
             }
+            Command::ShiftTraffic { .. } => reassert_recorded_traffic(&cloud, state).await,
+            _ => {}
         }
     }
 
-    /// A shift made on a stale view (by a worker that stalled, then lost the race to append, or
-    /// whose effect landed late after it died) can overwrite the shifts the log records since:
-    /// then the rule says what the stale worker set, not what the log says. Setting the weights
-    /// the log records again makes them agree; when they agreed already it changes nothing. The
-    /// runner does this when its own shift loses a race, and before it deletes a release's
-    /// target group (where a rule that disagrees would block the delete, or worse). Best effort,
-    /// bounded. Once the deploy gave its lock back the rule may be another deploy's: then it is
-    /// left alone.
-    async fn reassert_recorded_traffic(&self, state: &State) {
-        if !matches!(state.lock, crate::workflow::state::Lock::Held { .. }) {
-            return;
-        }
+    /// The cloud of the account the deploy's release names.
+    async fn cloud_of(&self, state: &State) -> Result<C, CloudError> {
         let account = state.request.as_ref().and_then(|r| r.release.aws_account_id.as_deref());
-        let Ok(cloud) = self.cloud.in_account(account).await else { return };
-        for service in state.services.keys() {
-            let Some(Command::ShiftTraffic { listener_arn, priority, conditions, forward, .. }) =
-                crate::workflow::decide::shift_to_recorded(state, service)
-            else {
-                continue;
-            };
-            for _ in 0..crate::workflow::state::ATTEMPTS_MAX {
-                if cloud.shift_traffic(&listener_arn, priority, &conditions, &forward).await.is_ok() {
-                    break;
-                }
-            }
-        }
+        self.cloud.in_account(account).await
     }
 
     /// Carries out a command and records its outcome. Returns how long to wait when the outcome
@@ -404,8 +374,7 @@ impl<S: EventStore, Q: Queue, C: Cloud, K: Clock> Runner<S, Q, C, K> {
     /// Runs a cloud command in the account the deploy's release names. Failing to reach that
     /// account (the role cannot be assumed) is the command's failure, retried like any other.
     async fn execute_in_cloud(&self, state: &State, command: &Command) -> Outcome {
-        let account = state.request.as_ref().and_then(|r| r.release.aws_account_id.as_deref());
-        let cloud = match self.cloud.in_account(account).await {
+        let cloud = match self.cloud_of(state).await {
             Ok(cloud) => cloud,
             Err(error) => {
                 return match command {
@@ -430,7 +399,7 @@ impl<S: EventStore, Q: Queue, C: Cloud, K: Clock> Runner<S, Q, C, K> {
             }
             Command::Delete { asg, launch_template, target_group } => {
                 if target_group.is_some() {
-                    self.reassert_recorded_traffic(state).await;
+                    reassert_recorded_traffic(&cloud, state).await;
                 }
                 Outcome::Done(cloud.delete(asg, launch_template.as_deref(), target_group.as_deref()).await)
             }
@@ -493,6 +462,46 @@ impl<S: EventStore, Q: Queue, C: Cloud, K: Clock> Runner<S, Q, C, K> {
         loaded.last_hash = previous;
         loaded.state = next;
         Ok(())
+    }
+}
+
+/// A create (a launch, a target group) whose outcome lost the race to append: while this worker
+/// stalled, others created the thing, recorded it, and may have deleted it since (a halt or a
+/// failure tore it down). Then this create made it again, and the log says it is gone. Repeating
+/// the recorded delete makes the cloud agree with the log. Bounded tries: a failure leaves a
+/// resource tagged with its release for a person.
+async fn undo_stale_create<C: Cloud>(cloud: &C, state: &State, asg: &str, launch_template: Option<&str>, target_group: Option<&str>) {
+    let deleted = state.teardown.iter().any(|t| t.asg == asg && t.stage == TeardownStage::Deleted);
+    if !deleted {
+        return;
+    }
+    for _ in 0..ATTEMPTS_MAX {
+        if cloud.delete(asg, launch_template, target_group).await.is_ok() {
+            return;
+        }
+    }
+}
+
+/// A shift made on a stale view (by a worker that stalled, then lost the race to append, or
+/// whose effect landed late after it died) can overwrite the shifts the log records since: then
+/// the rule says what the stale worker set, not what the log says. Setting the weights the log
+/// records again makes them agree; when they agreed already it changes nothing. The runner does
+/// this when its own shift loses a race, and before it deletes a release's target group (where a
+/// rule that disagrees would block the delete). Bounded tries. Once the deploy gave its lock back
+/// the rule may be another deploy's: then it is left alone.
+async fn reassert_recorded_traffic<C: Cloud>(cloud: &C, state: &State) {
+    if !matches!(state.lock, Lock::Held { .. }) {
+        return;
+    }
+    for service in state.services.keys() {
+        let Some(Command::ShiftTraffic { listener_arn, priority, conditions, forward, .. }) = shift_to_recorded(state, service) else {
+            continue;
+        };
+        for _ in 0..ATTEMPTS_MAX {
+            if cloud.shift_traffic(&listener_arn, priority, &conditions, &forward).await.is_ok() {
+                break;
+            }
+        }
     }
 }
 

@@ -4,15 +4,10 @@
 
 mod support;
 
-use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-
-use skald_engine::adapters::memory::{block_on, AppendFault, MemoryStore};
+use skald_engine::adapters::memory::{block_on, AppendFault};
 use skald_engine::adapters::sim::{Fate, Op};
-use skald_engine::codec::StoredEvent;
 use skald_engine::message::Message;
-use skald_engine::ports::{Append, AppendError, EventStore, IndexEntry, LockKey, StoreError, Tail};
+use skald_engine::ports::LockKey;
 use skald_engine::runner::{Handled, RunError};
 use skald_engine::workflow::event::{Cleanliness, ErrorKind, Event};
 use skald_engine::workflow::names::TAG_DEPLOY_WITH;
@@ -574,49 +569,6 @@ fn the_sweeper_leaves_patient_deploys_alone() {
     assert_eq!(local.state(&id(1)).end, Some(End::Success));
 }
 
-/// A store where another worker wins the race for the first append carrying `kind`: that append
-/// lands as the other worker's, which then dies, and the caller's own attempt finds its seq taken.
-#[derive(Clone)]
-struct RaceLostOnce {
-    inner: MemoryStore,
-    kind: &'static str,
-    raced: Arc<AtomicBool>,
-}
-
-impl EventStore for RaceLostOnce {
-    fn load(&self, deploy: &str) -> impl Future<Output = Result<Vec<StoredEvent>, StoreError>> + Send {
-        self.inner.load(deploy)
-    }
-
-    fn load_tail(&self, deploy: &str) -> impl Future<Output = Result<Tail, StoreError>> + Send {
-        self.inner.load_tail(deploy)
-    }
-
-    fn append(&self, append: Append) -> impl Future<Output = Result<(), AppendError>> + Send {
-        let races = append.events.iter().any(|e| e.kind == self.kind) && !self.raced.swap(true, Ordering::SeqCst);
-        if races {
-            block_on(self.inner.append(append.clone())).expect("the other worker's append lands");
-        }
-        self.inner.append(append)
-    }
-
-    fn held_locks(&self) -> impl Future<Output = Result<Vec<(LockKey, String)>, StoreError>> + Send {
-        self.inner.held_locks()
-    }
-
-    fn deploys(&self, key: &LockKey, limit: usize) -> impl Future<Output = Result<Vec<IndexEntry>, StoreError>> + Send {
-        self.inner.deploys(key, limit)
-    }
-
-    fn notified(&self, deploy: &str) -> impl Future<Output = Result<u64, StoreError>> + Send {
-        self.inner.notified(deploy)
-    }
-
-    fn mark_notified(&self, deploy: &str, seq: u64) -> impl Future<Output = Result<(), StoreError>> + Send {
-        self.inner.mark_notified(deploy, seq)
-    }
-}
-
 #[test]
 fn a_worker_that_loses_an_append_race_carries_the_deploy_on() {
     // Regression (found by the simulation, seed 2890): two workers held the same request; the
@@ -626,17 +578,12 @@ fn a_worker_that_loses_an_append_race_carries_the_deploy_on() {
     let local = world(&release);
     local.submit(&release, &id(1));
     run_until_event(&local, &id(1), "ServiceLaunched");
-    let runner = skald_engine::runner::Runner {
-        store: RaceLostOnce { inner: local.store.clone(), kind: "LockDenied", raced: Default::default() },
-        queue: local.queue.clone(),
-        cloud: local.cloud.clone(),
-        clock: local.clock.clone(),
-        config: Default::default(),
-    };
+    // (The LockDenied append lands as another worker's, which then dies.)
+    local.store.inject_for("LockDenied", AppendFault::RaceLost);
 
     // When the second release's request is handled by a worker that loses the LockDenied race
     let request = Message::DeployRequested { release: Box::new(release.clone()), release_id: id(2), created_at: local.now() };
-    let handled = block_on(runner.handle(request, None, false)).unwrap();
+    let handled = block_on(local.runner.handle(request, None, false)).unwrap();
 
     // Then it re-reads the history and closes the deploy itself
     assert!(matches!(handled, Handled::Finished { .. }), "{handled:?}");

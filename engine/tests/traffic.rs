@@ -33,7 +33,7 @@ fn listener() -> String {
 
 /// The forward of the production rule now; `None` when there is no rule at `PRIORITY`.
 fn production_forward(local: &Local) -> Option<Vec<Weighted>> {
-    local.cloud.rules(&listener()).into_iter().find(|r| r.priority == Some(PRIORITY)).map(|r| r.forward)
+    local.cloud.rule_at(&listener(), PRIORITY).map(|r| r.forward)
 }
 
 fn own_group_arn(local: &Local, release_id: &str) -> String {
@@ -90,7 +90,7 @@ fn a_first_deploy_copies_the_exemplar_rule_and_sends_everything_to_its_own_group
     // Then web got its own target group, and the production rule, with the exemplar's
     // conditions, forwards everything to it at once
     let group = own_group_arn(&local, &id(1));
-    let rule = local.cloud.rules(&listener()).into_iter().find(|r| r.priority == Some(PRIORITY)).expect("the production rule");
+    let rule = local.cloud.rule_at(&listener(), PRIORITY).expect("the production rule");
     assert_eq!(rule.conditions, [RuleCondition { field: "path-pattern".into(), values: vec!["/*".into()] }]);
     assert_eq!(rule.forward, [Weighted { target_group: group, weight: 100 }]);
     let history = local.history(&id(1));

@@ -6,7 +6,7 @@ use super::memory::{block_on, MemoryQueue, MemoryStore, VirtualClock};
 use super::sim::{SimCloud, Timings};
 use crate::codec;
 use crate::message::Message;
-use crate::ports::Clock;
+use crate::ports::{Clock, Cloud};
 use crate::runner::{Handled, RunError, Runner, RunnerConfig};
 use crate::workflow::names::{instance_profile_paths, ALL, DEPLOYER, TAG_CONFIG, TAG_DEPLOY_WITH, TAG_PROJECT, TAG_SERVICE};
 use crate::workflow::release::Traffic;
@@ -18,7 +18,39 @@ use std::sync::Arc;
 /// SQS's default visibility timeout: a message a worker took and did not delete comes back then.
 pub const VISIBILITY_SECS: u64 = 30;
 
-pub type LocalRunner = Runner<MemoryStore, Arc<MemoryQueue>, SimCloud, Arc<VirtualClock>>;
+/// The real runner over the in-memory store and queue on a virtual clock, with any cloud.
+pub type MemoryRunner<C> = Runner<MemoryStore, Arc<MemoryQueue>, C, Arc<VirtualClock>>;
+pub type LocalRunner = MemoryRunner<SimCloud>;
+
+/// A runner for `cloud` with a fresh in-memory store and queue on `clock`.
+pub fn memory_runner<C: Cloud>(clock: Arc<VirtualClock>, cloud: C) -> MemoryRunner<C> {
+    Runner {
+        store: MemoryStore::new(),
+        queue: Arc::new(MemoryQueue::new(clock.clone(), VISIBILITY_SECS)),
+        cloud,
+        clock,
+        config: RunnerConfig::default(),
+    }
+}
+
+/// Delivers the next message due to `runner`, moving its clock forward to it when none is due
+/// yet. `None` when the queue is empty. A message whose handling failed for a retryable reason
+/// stays on the queue and comes back after the visibility timeout, as on SQS.
+pub async fn deliver_next_to<C: Cloud>(runner: &MemoryRunner<C>) -> Option<Handling> {
+    let delivery = match runner.queue.receive() {
+        Some(delivery) => delivery,
+        None => {
+            runner.clock.advance_to(runner.queue.next_visible_at()?);
+            runner.queue.receive()?
+        }
+    };
+    let at = runner.clock.now();
+    let result = runner.handle(delivery.message.clone(), None, delivery.receive_count > 1).await;
+    if matches!(result, Ok(_) | Err(RunError::Rejected(_))) {
+        runner.queue.delete(delivery.receipt);
+    }
+    Some(Handling { at, message: delivery.message, result })
+}
 
 pub struct Local {
     pub clock: Arc<VirtualClock>,
@@ -39,17 +71,9 @@ pub struct Handling {
 impl Local {
     pub fn new(start: Timestamp, timings: Timings) -> Local {
         let clock = VirtualClock::starting_at(start);
-        let store = MemoryStore::new();
-        let queue = Arc::new(MemoryQueue::new(clock.clone(), VISIBILITY_SECS));
         let cloud = SimCloud::new(clock.clone(), timings);
-        let runner = Runner {
-            store: store.clone(),
-            queue: queue.clone(),
-            cloud: cloud.clone(),
-            clock: clock.clone(),
-            config: RunnerConfig::default(),
-        };
-        Local { clock, store, queue, cloud, runner }
+        let runner = memory_runner(clock.clone(), cloud.clone());
+        Local { clock, store: runner.store.clone(), queue: runner.queue.clone(), cloud, runner }
     }
 
     pub fn now(&self) -> Timestamp {
@@ -73,19 +97,7 @@ impl Local {
     /// `None` when the queue is empty. A message whose handling failed for a retryable reason
     /// stays on the queue and comes back after the visibility timeout, as on SQS.
     pub fn deliver_next(&self) -> Option<Handling> {
-        let delivery = match self.queue.receive() {
-            Some(delivery) => delivery,
-            None => {
-                self.clock.advance_to(self.queue.next_visible_at()?);
-                self.queue.receive()?
-            }
-        };
-        let at = self.now();
-        let result = block_on(self.runner.handle(delivery.message.clone(), None, delivery.receive_count > 1));
-        if matches!(result, Ok(_) | Err(RunError::Rejected(_))) {
-            self.queue.delete(delivery.receipt);
-        }
-        Some(Handling { at, message: delivery.message, result })
+        block_on(deliver_next_to(&self.runner))
     }
 
     /// Delivers messages until the queue is empty or `messages_max` were delivered.

@@ -90,6 +90,9 @@ pub enum AppendFault {
     Refuse,
     /// The write lands, but the caller is told it failed (a timeout after the commit).
     LandThenFail,
+    /// The write lands as another worker's that got there first (and may then die): the caller
+    /// finds its seq taken, a conflict.
+    RaceLost,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -241,6 +244,7 @@ impl EventStore for MemoryStore {
                 (Ok(()), Some(AppendFault::LandThenFail)) => {
                     Err(AppendError::Store(StoreError("injected: timed out after landing".into())))
                 }
+                (Ok(()), Some(AppendFault::RaceLost)) => Err(AppendError::Conflict { seq: append.events.first().map_or(0, |e| e.seq) }),
                 (checked, _) => checked,
             }
         };

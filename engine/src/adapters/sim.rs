@@ -199,9 +199,9 @@ impl SimCloud {
         self.with(|w| w.listeners.clone())
     }
 
-    /// A listener's rules, by priority.
-    pub fn rules(&self, listener_arn: &str) -> Vec<FoundRule> {
-        self.with(|w| w.listeners.get(listener_arn).cloned().unwrap_or_default())
+    /// A listener's rule at `priority`, if there is one.
+    pub fn rule_at(&self, listener_arn: &str, priority: u32) -> Option<FoundRule> {
+        self.with(|w| w.listeners.get(listener_arn)?.iter().find(|r| r.priority == Some(priority)).cloned())
     }
 
     /// Every target group skald created that still exists: name to ARN.

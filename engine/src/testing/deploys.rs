@@ -4,32 +4,21 @@
 //! Every loop is bounded ([`MESSAGES_MAX`]): a deploy that does not get there fails the test
 //! instead of spinning.
 
-use crate::adapters::local::VISIBILITY_SECS;
-use crate::adapters::memory::{MemoryQueue, MemoryStore, VirtualClock};
+use crate::adapters::local::{self, MemoryRunner};
+use crate::adapters::memory::VirtualClock;
 use crate::codec::read_history;
 use crate::message::Message;
 use crate::ports::{Clock, Cloud};
-use crate::runner::{RunError, Runner, RunnerConfig};
 use crate::workflow::{Event, Recorded, Release, State, Timestamp};
-use std::sync::Arc;
 
 /// 2026-11-21T12:00:00Z.
 pub const T0: Timestamp = Timestamp(1_795_262_400_000);
 /// Far more messages than a deploy needs.
 pub const MESSAGES_MAX: usize = 2_000;
 
-pub type MemoryRunner<C> = Runner<MemoryStore, Arc<MemoryQueue>, C, Arc<VirtualClock>>;
-
 /// A runner for `cloud` whose clock starts at [`T0`].
 pub fn memory_runner<C: Cloud>(cloud: C) -> MemoryRunner<C> {
-    let clock = VirtualClock::starting_at(T0);
-    Runner {
-        store: MemoryStore::new(),
-        queue: Arc::new(MemoryQueue::new(clock.clone(), VISIBILITY_SECS)),
-        cloud,
-        clock,
-        config: RunnerConfig::default(),
-    }
+    local::memory_runner(VirtualClock::starting_at(T0), cloud)
 }
 
 /// Queues a request to deploy `release` as `release_id`, made now.
@@ -46,22 +35,9 @@ pub fn halt<C>(runner: &MemoryRunner<C>, release: &Release) {
     runner.queue.push(&message, 0);
 }
 
-/// Handles the next message, moving the virtual clock to it when none is due yet; `false` when
-/// the queue is empty. A handled (or rejected) message is deleted; another stays for redelivery.
+/// Handles the next message (see `local::deliver_next_to`); `false` when the queue is empty.
 pub async fn deliver_next<C: Cloud>(runner: &MemoryRunner<C>) -> bool {
-    let delivery = match runner.queue.receive() {
-        Some(delivery) => delivery,
-        None => {
-            let Some(next) = runner.queue.next_visible_at() else { return false };
-            runner.clock.advance_to(next);
-            runner.queue.receive().expect("a message is visible at its time")
-        }
-    };
-    let result = runner.handle(delivery.message, None, delivery.receive_count > 1).await;
-    if matches!(result, Ok(_) | Err(RunError::Rejected(_))) {
-        runner.queue.delete(delivery.receipt);
-    }
-    true
+    local::deliver_next_to(runner).await.is_some()
 }
 
 /// The recorded history of `deploy`, and the state it folds to.

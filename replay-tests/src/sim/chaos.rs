@@ -556,7 +556,7 @@ impl Cloud for ChaosCloud {
         async move {
             yield_now().await;
             this.before(None, None)?;
-            let current = this.inner.rules(&listener_arn).into_iter().find(|r| r.priority == Some(priority)).map(|r| r.forward);
+            let current = this.inner.rule_at(&listener_arn, priority).map(|r| r.forward);
             let unchanged = current.unwrap_or_default() == forward;
             this.check_actor(format!("shift_traffic {listener_arn} {priority} {forward:?}"), unchanged, |c| {
                 matches!(c, Command::ShiftTraffic { listener_arn: l, priority: p, forward: f, .. } if *l == listener_arn && *p == priority && *f == forward)

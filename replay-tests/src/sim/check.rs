@@ -62,7 +62,7 @@ impl Checker {
     ///
     /// `in_flight` names the deploys some running worker has loaded. A deploy's end state is judged
     /// once none has: a stale worker may still be carrying out a launch it loaded long ago, and
-    /// undoes it when its append loses (see `Runner::undo_stale_create`).
+    /// undoes it when its append loses (see `runner::undo_stale_create`).
     pub fn after_step(&mut self, store: &MemoryStore, cloud: &SimCloud, chaos: &Chaos, in_flight: &BTreeSet<String>) -> Result<(), String> {
         for deploy in store.deploy_ids() {
             self.read_new_events(&deploy, store, cloud)?;
@@ -251,7 +251,7 @@ fn traffic_of(state: &State) -> Option<&Traffic> {
 
 /// What the production rule forwards to now; `None` when there is no production rule.
 fn production_forward(cloud: &SimCloud, traffic: &Traffic) -> Option<Vec<Weighted>> {
-    cloud.rules(&traffic.listener).into_iter().find(|r| r.priority == Some(traffic.priority)).map(|r| r.forward)
+    cloud.rule_at(&traffic.listener, traffic.priority).map(|r| r.forward)
 }
 
 /// Traffic after an end: Success leaves the rule forwarding all of it to the release's own
