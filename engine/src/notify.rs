@@ -26,6 +26,9 @@ pub struct Notification {
     /// Always [`SCHEMA`].
     pub schema: String,
     pub deploy: String,
+    /// "deploy" or "undeploy" (absent from notifications older than undeploys: "deploy").
+    #[serde(default = "deploy_kind")]
+    pub kind: String,
     pub project: String,
     pub config: String,
     /// The event that made the transition, and when it was recorded.
@@ -43,6 +46,10 @@ pub struct Notification {
     pub failure: bool,
     pub requested_by: Option<String>,
     pub release_digest: String,
+}
+
+fn deploy_kind() -> String {
+    "deploy".to_string()
 }
 
 /// The transitions recorded in `events` (which follow `state`) with a seq above `after_seq`.
@@ -71,6 +78,7 @@ fn notification(state: &State, recorded: &Recorded, previous_phase: &str) -> Not
     Notification {
         schema: SCHEMA.to_string(),
         deploy: request.release_id.clone(),
+        kind: state.kind().to_string(),
         project: request.release.project_name.clone(),
         config: request.release.config_name.clone(),
         seq: recorded.seq,
@@ -94,7 +102,7 @@ pub fn slack(n: &Notification) -> Value {
         (_, true) => ":x:",
         _ => ":arrow_forward:",
     };
-    let headline = format!("{icon} *{} {}*: {} (deploy `{}`)", n.project, n.config, n.phase, n.deploy);
+    let headline = format!("{icon} *{} {}*: {} ({} `{}`)", n.project, n.config, n.phase, n.kind, n.deploy);
     let mut context = vec![format!("#{} at {}", n.seq, n.at), format!("requested by {}", n.requested_by.as_deref().unwrap_or("unknown"))];
     if let (Some(error), Some(reason)) = (n.error, n.reason.as_deref()) {
         context.insert(0, format!("{error:?}: {reason}"));

@@ -29,6 +29,13 @@ pub enum LockOp {
     Acquire { key: LockKey, owner: String, lease_until: Timestamp, now: Timestamp },
     /// Give the lock back if `owner` holds it; a lock already gone is no error.
     Release { key: LockKey, owner: String },
+    /// A new deploy `owner` has not taken its lock yet: note it where the sweeper looks, since a
+    /// deploy without the lock is otherwise invisible to it (one waiting for a cancelled deploy,
+    /// or one whose worker died right after recording its request). Written with the first
+    /// event; taking the lock (`Acquire`) removes the note.
+    Watch { key: LockKey, owner: String },
+    /// `owner` ends without ever taking the lock: remove its note. Gone already is no error.
+    Unwatch { key: LockKey, owner: String },
 }
 
 /// One deploy of a project-config, as the per project-config index lists it.
@@ -104,9 +111,10 @@ pub trait EventStore {
 
     fn append(&self, append: Append) -> impl Future<Output = Result<(), AppendError>> + Send;
 
-    /// Every lock held now, with the deploy holding it: the running deploys, for the sweeper.
-    /// (Eventually consistent on DynamoDB, which is all a periodic sweep needs.)
-    fn held_locks(&self) -> impl Future<Output = Result<Vec<(LockKey, String)>, StoreError>> + Send;
+    /// The deploys the sweeper watches, with their project-configs: every lock holder, and every
+    /// deploy that has not taken its lock yet (see `LockOp::Watch`). (Eventually consistent on DynamoDB, which is all a periodic
+    /// sweep needs.)
+    fn watched(&self) -> impl Future<Output = Result<Vec<(LockKey, String)>, StoreError>> + Send;
 
     /// Deploys of a project-config, newest first, at most `limit`.
     fn deploys(&self, key: &LockKey, limit: usize) -> impl Future<Output = Result<Vec<IndexEntry>, StoreError>> + Send;

@@ -21,8 +21,13 @@ use std::fmt;
 pub const ACTIONS_PER_MESSAGE_MAX: usize = 64;
 /// How often the runner stores a snapshot of a deploy's state, in events.
 pub const SNAPSHOT_EVERY_EVENTS: u64 = 50;
-/// How many recent deploys of a project-config a halt looks through for the running one.
+/// How many recent deploys of a project-config a halt looks through for the running one (and
+/// a deploy's end for the ones waiting for its lock).
 const HALT_SEARCH_DEPLOYS_MAX: usize = 10;
+/// How many recent deploys of a project-config an undeploy looks through for the live release.
+const LIVE_SEARCH_DEPLOYS_MAX: usize = 50;
+/// Tries at recording an event in another deploy whose own worker keeps appending first.
+const TELL_TRIES_MAX: usize = 3;
 
 #[derive(Clone, Debug, Default)]
 pub struct RunnerConfig {
@@ -52,6 +57,8 @@ pub enum Handled {
     },
     /// The message asks for nothing that can be done (a halt with no running deploy).
     Ignored { reason: String },
+    /// The message is not due yet (an automatic undeploy) and was sent again to arrive later.
+    Deferred { until: Timestamp },
 }
 
 /// What a sweep did.
@@ -105,6 +112,14 @@ impl From<QueueError> for RunError {
     }
 }
 
+/// An undeploy message, unpacked.
+struct UndeployRequest {
+    key: LockKey,
+    reason: String,
+    undeploy_id: String,
+    of_release: Option<String>,
+}
+
 /// A deploy's history as this worker has it: the state, and the hash the next event chains to.
 struct Loaded {
     deploy: String,
@@ -139,6 +154,10 @@ impl<S: EventStore, Q: Queue, C: Cloud, K: Clock> Runner<S, Q, C, K> {
                 self.step(&deploy, Delivery { seen_seq: None, redelivered: true }).await
             }
             Message::HaltRequested { project, config, reason } => self.halt(LockKey { project, config }, reason, sender).await,
+            Message::UndeployRequested { project, config, reason, undeploy_id, of_release } => {
+                let request = UndeployRequest { key: LockKey { project, config }, reason, undeploy_id, of_release };
+                self.undeploy(request, sender).await
+            }
             Message::Wake { deploy, seq } => {
                 // A deploy id is a release id: anything else is not a wake skald sent.
                 crate::workflow::names::check_release_id(&deploy).map_err(|e| RunError::Rejected(format!("deploy: {e}")))?;
@@ -171,12 +190,9 @@ impl<S: EventStore, Q: Queue, C: Cloud, K: Clock> Runner<S, Q, C, K> {
         };
         let first = Recorded { seq: 1, at: self.clock.now(), event };
         let first = codec::encode(&first, "", codec::state_hash(&evolve(State::default(), &first)));
+        let lock = watch(&key, &deploy);
         let index = IndexEntry { key, deploy: deploy.clone(), created_at };
-        match self
-            .store
-            .append(Append { deploy: deploy.clone(), events: vec![first], lock: None, index: Some(index), snapshot: None })
-            .await
-        {
+        match self.store.append(Append { deploy: deploy.clone(), events: vec![first], lock, index: Some(index), snapshot: None }).await {
             Ok(()) => Ok(deploy),
             Err(AppendError::Conflict { .. }) => {
                 let existing = self.load(&deploy).await?;
@@ -206,13 +222,148 @@ impl<S: EventStore, Q: Queue, C: Cloud, K: Clock> Runner<S, Q, C, K> {
         Ok(Handled::Ignored { reason: format!("no running deploy of {} {}", key.project, key.config) })
     }
 
+    /// Asks `deploy` to stop and clean up (a halt in its history) unless it has stopped already.
+    /// `on_concurrent_deploy: rollback` does this to the older deploy holding the lock.
+    async fn cancel(&self, deploy: &str, reason: &str, by: &str) -> Result<(), RunError> {
+        let halt = Event::HaltRequested { reason: reason.to_string(), requested_by: Some(by.to_string()) };
+        self.tell(deploy, halt, |state| state.failure.is_none()).await
+    }
+
+    /// Records `event` in another deploy's history, if that deploy has not ended and `wanted`
+    /// holds for it, and wakes it so it acts on the event now. Racing the deploy's own worker is
+    /// retried a few times.
+    async fn tell(&self, deploy: &str, event: Event, wanted: impl Fn(&State) -> bool) -> Result<(), RunError> {
+        for _ in 0..TELL_TRIES_MAX {
+            let mut loaded = self.load(deploy).await?;
+            if loaded.state.request.is_none() {
+                return Err(RunError::Rejected(format!("deploy {deploy} has no history")));
+            }
+            if loaded.state.is_finished() || !wanted(&loaded.state) {
+                return Ok(());
+            }
+            match self.append(&mut loaded, vec![event.clone()], self.clock.now(), None).await {
+                Ok(()) => {
+                    let wake = Message::Wake { deploy: deploy.to_string(), seq: loaded.state.seq };
+                    return Ok(self.queue.send(&wake, 0).await?);
+                }
+                Err(AppendError::Conflict { .. }) => continue,
+                Err(e) => return Err(append_error(e)),
+            }
+        }
+        Err(RunError::Store(StoreError(format!("deploy {deploy} kept moving on while {} was recorded in it", event.name()))))
+    }
+
+    /// Starts (or, for a message delivered again, continues) an undeploy of the live release.
+    async fn undeploy(&self, request: UndeployRequest, sender: Option<String>) -> Result<Handled, RunError> {
+        let UndeployRequest { key, reason, undeploy_id, of_release } = request;
+        crate::workflow::names::check_release_id(&undeploy_id).map_err(|e| RunError::Rejected(format!("undeploy_id: {e}")))?;
+        let deploy = crate::workflow::names::deploy_id(&undeploy_id);
+        if self.load(&deploy).await?.state.request.is_some() {
+            return self.step(&deploy, Delivery { seen_seq: None, redelivered: true }).await;
+        }
+        let Some((live, live_state)) = live_release(&self.store, &key).await? else {
+            return Ok(Handled::Ignored { reason: format!("no release of {} {} is live", key.project, key.config) });
+        };
+        let live_request = live_state.request.as_ref().expect("a finished deploy has a request");
+        if let Some(expected) = &of_release {
+            if *expected != live {
+                return Ok(Handled::Ignored { reason: format!("release {expected} is no longer live; {live} is") });
+            }
+            let message = Message::UndeployRequested {
+                project: key.project.clone(),
+                config: key.config.clone(),
+                reason: reason.clone(),
+                undeploy_id: undeploy_id.clone(),
+                of_release: of_release.clone(),
+            };
+            if let Some(deferred) = self.defer_until_due(&live_state, &message).await? {
+                return Ok(deferred);
+            }
+        }
+        let release = live_request.release.clone();
+        let event = Event::UndeployRequested {
+            undeploy_id,
+            of_release: live.clone(),
+            release_digest: codec::release_digest(&release),
+            release: Box::new(release),
+            reason,
+            requested_by: sender,
+        };
+        let now = self.clock.now();
+        let first = Recorded { seq: 1, at: now, event };
+        let first = codec::encode(&first, "", codec::state_hash(&evolve(State::default(), &first)));
+        let lock = watch(&key, &deploy);
+        let index = IndexEntry { key, deploy: deploy.clone(), created_at: now };
+        let append = Append { deploy: deploy.clone(), events: vec![first], lock, index: Some(index), snapshot: None };
+        match self.store.append(append).await {
+            // Lost the race to a copy of this message: the undeploy exists; carry it on.
+            Ok(()) | Err(AppendError::Conflict { .. }) => self.step(&deploy, Delivery { seen_seq: None, redelivered: true }).await,
+            Err(e) => Err(append_error(e)),
+        }
+    }
+
+    /// An automatic undeploy is due `automatic_undeploy_minutes` after its release went live.
+    /// Before that its message goes back on the queue, as late as the queue allows (a chain of
+    /// at most minutes / 15 hops: the minutes are bounded by validation).
+    async fn defer_until_due(&self, live: &State, message: &Message) -> Result<Option<Handled>, RunError> {
+        let minutes = live.release().automatic_undeploy_minutes.unwrap_or(0);
+        let due = live.at.plus_secs(minutes * 60);
+        let now = self.clock.now();
+        if now >= due {
+            return Ok(None);
+        }
+        let delay_secs = due.ms_since(now).div_ceil(1000).min(u64::from(Q::DELAY_SECS_MAX)) as u32;
+        self.queue.send(message, delay_secs).await?;
+        Ok(Some(Handled::Deferred { until: due }))
+    }
+
+    /// What a deploy's end sets off: deploys waiting for its lock are told it is free (they would
+    /// try it again within a minute anyway), and a release that went live with
+    /// `automatic_undeploy_minutes` gets its undeploy scheduled. Both are repeatable, so a
+    /// message delivered again after a worker died here does it all again.
+    async fn after_end(&self, state: &State) -> Result<(), RunError> {
+        let request = state.request.as_ref().expect("an ended deploy has a request");
+        let release = &request.release;
+        let key = LockKey { project: release.project_name.clone(), config: release.config_name.clone() };
+        for entry in self.store.deploys(&key, HALT_SEARCH_DEPLOYS_MAX).await? {
+            if entry.deploy == request.release_id {
+                continue;
+            }
+            let freed = Event::LockFreed { holder: request.release_id.clone() };
+            let waits_for_me = |other: &State| {
+                let waiting = other.waiting.as_ref().is_some_and(|w| w.holder == request.release_id);
+                waiting && other.lock == Lock::Untried && other.failure.is_none()
+            };
+            match self.tell(&entry.deploy, freed, waits_for_me).await {
+                // A neighbour whose history cannot be read, or that keeps moving, is not this
+                // deploy's to report: the waiting deploy's own retries still find the lock.
+                Ok(()) | Err(RunError::Corrupt { .. } | RunError::Rejected(_) | RunError::Store(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let Some(minutes) = release.automatic_undeploy_minutes.filter(|_| state.end == Some(End::Success) && state.undeploy.is_none())
+        else {
+            return Ok(());
+        };
+        let due = state.at.plus_secs(minutes * 60);
+        let message = Message::UndeployRequested {
+            project: key.project,
+            config: key.config,
+            reason: format!("automatic_undeploy_minutes: {minutes}"),
+            undeploy_id: crate::workflow::names::automatic_undeploy_id(&request.release_id, due.as_ms()),
+            of_release: Some(request.release_id.clone()),
+        };
+        let delay_secs = due.ms_since(self.clock.now()).div_ceil(1000).min(u64::from(Q::DELAY_SECS_MAX)) as u32;
+        Ok(self.queue.send(&message, delay_secs).await?)
+    }
+
     /// Wakes every running deploy whose wakes were lost (see `workflow::decide::stalled`): a
     /// lost message must not strand a deploy or hold its lock forever. Returns the deploys woken.
     /// A deploy whose history cannot be read is skipped (the error is the caller's to log).
     pub async fn sweep(&self) -> Result<Sweep, RunError> {
         let now = self.clock.now();
         let mut sweep = Sweep::default();
-        for (_, deploy) in self.store.held_locks().await? {
+        for (_, deploy) in self.store.watched().await? {
             match self.load(&deploy).await {
                 Ok(loaded) if crate::workflow::decide::stalled(&loaded.state, now) => {
                     self.queue.send(&Message::Wake { deploy: deploy.clone(), seq: loaded.state.seq }, 0).await?;
@@ -273,10 +424,17 @@ impl<S: EventStore, Q: Queue, C: Cloud, K: Clock> Runner<S, Q, C, K> {
                     // A finished history takes no more events, so if this message appended any,
                     // the last of them was the end.
                     let ended_now = loaded.state.seq > seq_at_start;
+                    // A message delivered again may be the one whose worker died before this.
+                    if (ended_now || delivery.redelivered) && loaded.state.request.is_some() {
+                        self.after_end(&loaded.state).await?;
+                    }
                     return Ok(Handled::Finished { deploy: deploy.to_string(), end: loaded.state.end.clone(), ended_now });
                 }
                 Decision::Wait { until } => return self.wait(&loaded, until, now, delivery, seq_at_start).await,
-                Decision::Emit(events) => self.append(&mut loaded, events, now, None).await,
+                Decision::Emit(events) => {
+                    let unwatch = events.iter().any(Event::is_terminal).then(|| unwatch(&loaded.state)).flatten();
+                    self.append(&mut loaded, events, now, unwatch).await
+                }
                 Decision::Act(command) => match self.act(&mut loaded, command, now).await {
                     Ok(Some(wait_ms)) => return self.wait(&loaded, now.plus_ms(wait_ms), now, delivery, seq_at_start).await,
                     Ok(None) => Ok(()),
@@ -367,6 +525,10 @@ impl<S: EventStore, Q: Queue, C: Cloud, K: Clock> Runner<S, Q, C, K> {
                 let key = LockKey { project: project.clone(), config: config.clone() };
                 (Outcome::LockReleased, Some(LockOp::Release { key, owner: owner() }))
             }
+            Command::CancelDeploy { deploy, reason } => {
+                let cancelled = self.cancel(deploy, reason, &format!("skald deploy {}", owner())).await;
+                (Outcome::Done(cancelled.map_err(|e| CloudError::transient(e.to_string()))), None)
+            }
             _ => (self.execute_in_cloud(state, command).await, None),
         }
     }
@@ -403,7 +565,12 @@ impl<S: EventStore, Q: Queue, C: Cloud, K: Clock> Runner<S, Q, C, K> {
                 }
                 Outcome::Done(cloud.delete(asg, launch_template.as_deref(), target_group.as_deref()).await)
             }
-            Command::AcquireLock { .. } | Command::ReleaseLock { .. } => unreachable!("lock commands never reach the cloud"),
+            Command::RemoveRule { listener_arn, priority, .. } => {
+                Outcome::Done(cloud.shift_traffic(listener_arn, *priority, &[], &[]).await)
+            }
+            Command::AcquireLock { .. } | Command::ReleaseLock { .. } | Command::CancelDeploy { .. } => {
+                unreachable!("lock and cancel commands never reach the cloud")
+            }
         }
     }
 
@@ -428,18 +595,7 @@ impl<S: EventStore, Q: Queue, C: Cloud, K: Clock> Runner<S, Q, C, K> {
 
     /// Reads the deploy from its latest snapshot when there is a usable one, else from the start.
     async fn load(&self, deploy: &str) -> Result<Loaded, RunError> {
-        let tail = self.store.load_tail(deploy).await?;
-        let from_snapshot = tail.snapshot.as_ref().and_then(|snapshot| Some((snapshot.state()?, snapshot.hash.clone())));
-        if let Some((state, hash)) = from_snapshot {
-            let (_, state) = codec::read_after(state, &hash, &tail.events)
-                .map_err(|message| RunError::Corrupt { deploy: deploy.to_string(), message })?;
-            let last_hash = tail.events.last().map_or(hash, |e| e.hash.clone());
-            return Ok(Loaded { deploy: deploy.to_string(), state, last_hash });
-        }
-        let stored = if tail.snapshot.is_none() { tail.events } else { self.store.load(deploy).await? };
-        let (_, state) = codec::read_history(&stored).map_err(|message| RunError::Corrupt { deploy: deploy.to_string(), message })?;
-        let last_hash = stored.last().map(|e| e.hash.clone()).unwrap_or_default();
-        Ok(Loaded { deploy: deploy.to_string(), state, last_hash })
+        load(&self.store, deploy).await
     }
 
     /// Appends events after the loaded state and folds them in once they have landed.
@@ -463,6 +619,37 @@ impl<S: EventStore, Q: Queue, C: Cloud, K: Clock> Runner<S, Q, C, K> {
         loaded.state = next;
         Ok(())
     }
+}
+
+/// Reads a deploy from its latest snapshot when there is a usable one, else from the start.
+async fn load<S: EventStore>(store: &S, deploy: &str) -> Result<Loaded, RunError> {
+    let tail = store.load_tail(deploy).await?;
+    let from_snapshot = tail.snapshot.as_ref().and_then(|snapshot| Some((snapshot.state()?, snapshot.hash.clone())));
+    if let Some((state, hash)) = from_snapshot {
+        let (_, state) =
+            codec::read_after(state, &hash, &tail.events).map_err(|message| RunError::Corrupt { deploy: deploy.to_string(), message })?;
+        let last_hash = tail.events.last().map_or(hash, |e| e.hash.clone());
+        return Ok(Loaded { deploy: deploy.to_string(), state, last_hash });
+    }
+    let stored = if tail.snapshot.is_none() { tail.events } else { store.load(deploy).await? };
+    let (_, state) = codec::read_history(&stored).map_err(|message| RunError::Corrupt { deploy: deploy.to_string(), message })?;
+    let last_hash = stored.last().map(|e| e.hash.clone()).unwrap_or_default();
+    Ok(Loaded { deploy: deploy.to_string(), state, last_hash })
+}
+
+/// The deploy whose release is live on a project-config, with its state: the newest deploy that
+/// succeeded, unless an undeploy succeeded after it (then nothing is live). Looks through the
+/// latest `LIVE_SEARCH_DEPLOYS_MAX` deploys.
+pub async fn live_release<S: EventStore>(store: &S, key: &LockKey) -> Result<Option<(String, State)>, RunError> {
+    for entry in store.deploys(key, LIVE_SEARCH_DEPLOYS_MAX).await? {
+        let loaded = load(store, &entry.deploy).await?;
+        match (&loaded.state.end, &loaded.state.undeploy) {
+            (Some(End::Success), Some(_)) => return Ok(None),
+            (Some(End::Success), None) => return Ok(Some((loaded.deploy, loaded.state))),
+            _ => {}
+        }
+    }
+    Ok(None)
 }
 
 /// A create (a launch, a target group) whose outcome lost the race to append: while this worker
@@ -503,6 +690,23 @@ async fn reassert_recorded_traffic<C: Cloud>(cloud: &C, state: &State) {
             }
         }
     }
+}
+
+/// The watch note of a deploy (see `LockOp::Watch`), written with its first event.
+fn watch(key: &LockKey, deploy: &str) -> Option<LockOp> {
+    Some(LockOp::Watch { key: key.clone(), owner: deploy.to_string() })
+}
+
+/// The removal of a deploy's watch note as it ends, if it never took its lock (taking the lock
+/// removed the note already).
+fn unwatch(state: &State) -> Option<LockOp> {
+    if !matches!(state.lock, Lock::Untried | Lock::Denied) {
+        return None;
+    }
+    let release = state.release();
+    let key = LockKey { project: release.project_name.clone(), config: release.config_name.clone() };
+    let owner = state.request.as_ref().expect("an ending deploy has a request").release_id.clone();
+    Some(LockOp::Unwatch { key, owner })
 }
 
 fn append_error(e: AppendError) -> RunError {

@@ -13,6 +13,7 @@ fn notification(deploy: &str) -> Notification {
     Notification {
         schema: SCHEMA.into(),
         deploy: deploy.into(),
+        kind: "deploy".into(),
         project: "acme/notify".into(),
         config: "prod".into(),
         seq: 41,

@@ -10,41 +10,15 @@
 use skald_engine::adapters::aws::AwsCloud;
 use skald_engine::ports::Cloud;
 use skald_engine::testing::deploys::{failures, halt, history, memory_runner, run_until_end, run_until_event, submit};
-use skald_engine::testing::{example_release_for, moto};
+use skald_engine::testing::{moto, traffic_world, TRAFFIC_PRIORITY, TRAFFIC_SERVICE};
 use skald_engine::workflow::names::{managed_tags, target_group_name, TAG_RELEASE};
 use skald_engine::workflow::release::Traffic;
 use skald_engine::workflow::resources::{check, FoundRule, FoundTargetGroup, Lookup, Query, Weighted};
 use skald_engine::workflow::{Event, Release, State};
 use std::collections::BTreeSet;
 
-/// The production rule's priority; the exemplar sits 40,000 higher.
-const PRIORITY: u32 = 10;
-const SERVICE: &str = "web";
-
-/// Given: the example world, where `web` shifts traffic on its own ALB's listener (25 % a step)
-/// from a template group, with an exemplar rule and no production rule yet.
-async fn traffic_world(label: &str) -> (AwsCloud, Release) {
-    let cloud = AwsCloud::new(&moto::aws_config().await);
-    let mut release = example_release_for(label);
-    let web = release.services.get_mut(SERVICE).expect("the example has web");
-    // The example's names for its classic ELB and target group are unique to this test: the ALB
-    // and the template take them instead, and web joins no other load balancer.
-    let (alb, template) = (web.elbs[0].clone(), web.target_groups[0].clone());
-    web.elbs.clear();
-    web.target_groups.clear();
-    let listener = cloud.provision_listener(&release, &alb).await.expect("the load balancer is provisioned");
-    release.services.get_mut(SERVICE).unwrap().traffic = Some(Traffic {
-        listener,
-        priority: PRIORITY,
-        target_group: template,
-        shift_per_step: Some(25),
-        wait_per_step: None,
-        bake_time: None,
-        health_timeout: None,
-    });
-    cloud.provision_example(&release).await.expect("the example world is provisioned");
-    (cloud, release)
-}
+const PRIORITY: u32 = TRAFFIC_PRIORITY;
+const SERVICE: &str = TRAFFIC_SERVICE;
 
 fn traffic(release: &Release) -> &Traffic {
     release.services[SERVICE].traffic.as_ref().unwrap()

@@ -450,19 +450,53 @@ async fn a_step_reads_the_latest_snapshot_and_only_the_events_after_it() {
 }
 
 #[tokio::test]
-async fn held_locks_lists_each_running_deploy_once() {
+async fn the_sweeper_watches_each_lock_holder_once() {
     // Given deploy A holding the lock of a project-config
     let store = new_store("held-locks").await;
     let a = chain(None, vec![(T0, lock_event(T0))]);
     store.append(Append { deploy: "A".into(), events: a.clone(), lock: acquire("A", T0), index: None, snapshot: None }).await.unwrap();
 
     // When the sweeper lists the locks, before and after A gives its lock back
-    let while_held = store.held_locks().await.unwrap();
+    let while_held = store.watched().await.unwrap();
     let released = chain(a.last(), vec![(T0.plus_secs(1), halt("done"))]);
     store.append(Append { deploy: "A".into(), events: released, lock: release("A"), index: None, snapshot: None }).await.unwrap();
-    let after = store.held_locks().await.unwrap();
+    let after = store.watched().await.unwrap();
 
     // Then A is listed while it holds the lock, and nothing after
     assert_eq!(while_held, [(key(), "A".to_string())]);
     assert!(after.is_empty(), "{after:?}");
+}
+
+#[tokio::test]
+async fn a_deploy_waiting_for_a_lock_is_watched_until_it_takes_the_lock_or_ends() {
+    // Given A holding the lock, and B and C noted as waiting for it (on_concurrent_deploy: rollback)
+    let store = new_store("waiters").await;
+    let a = chain(None, vec![(T0, lock_event(T0))]);
+    store.append(Append { deploy: "A".into(), events: a.clone(), lock: acquire("A", T0), index: None, snapshot: None }).await.unwrap();
+    let wait = |owner: &str| Some(LockOp::Watch { key: key(), owner: owner.into() });
+    let b = chain(None, vec![(T0, halt("denied, waiting"))]);
+    store.append(Append { deploy: "B".into(), events: b.clone(), lock: wait("B"), index: None, snapshot: None }).await.unwrap();
+    let c = chain(None, vec![(T0, halt("denied, waiting"))]);
+    store.append(Append { deploy: "C".into(), events: c.clone(), lock: wait("C"), index: None, snapshot: None }).await.unwrap();
+    let mut while_waiting = store.watched().await.unwrap();
+    while_waiting.sort();
+
+    // When A gives the lock back, B takes it, and C ends without it
+    let released = chain(a.last(), vec![(T0.plus_secs(1), halt("done"))]);
+    store.append(Append { deploy: "A".into(), events: released, lock: release("A"), index: None, snapshot: None }).await.unwrap();
+    let taken = chain(b.last(), vec![(T0.plus_secs(2), lock_event(T0.plus_secs(2)))]);
+    store
+        .append(Append { deploy: "B".into(), events: taken, lock: acquire("B", T0.plus_secs(2)), index: None, snapshot: None })
+        .await
+        .unwrap();
+    let ended = chain(c.last(), vec![(T0.plus_secs(3), halt("ended"))]);
+    let unwait = Some(LockOp::Unwatch { key: key(), owner: "C".into() });
+    store.append(Append { deploy: "C".into(), events: ended, lock: unwait, index: None, snapshot: None }).await.unwrap();
+
+    // Then the sweeper saw all three while B and C waited, and B alone after (its note went with
+    // the lock it took; C's with its end)
+    let who = |listed: &[(LockKey, String)]| listed.iter().map(|(k, o)| (k.clone(), o.clone())).collect::<Vec<_>>();
+    assert_eq!(who(&while_waiting), [(key(), "A".to_string()), (key(), "B".to_string()), (key(), "C".to_string())]);
+    assert_eq!(store.watched().await.unwrap(), [(key(), "B".to_string())]);
+    assert_eq!(store.lock_owner(&key()).await.unwrap(), Some("B".to_string()), "the lock item is B's, untouched by notes");
 }

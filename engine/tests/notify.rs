@@ -99,3 +99,25 @@ fn nothing_is_published_or_read_for_it_when_no_destination_is_configured() {
     assert!(local.cloud.notifications().is_empty());
     assert!(!local.cloud.calls().iter().any(|c| c.starts_with("notify")));
 }
+
+#[test]
+fn an_undeploy_publishes_its_transitions_as_an_undeploy() {
+    // Given a live release of a staging config (undeploy allowed by default there)
+    let mut release = release();
+    release.config_name = "staging".into();
+    let local = world(&release);
+    local.cloud.enable_notifications();
+    local.submit(&release, &id(1));
+    run_until_end(&local, &id(1));
+    let before = local.cloud.notifications().len();
+
+    // When it is undeployed
+    local.undeploy(&release, &id(2), "retired");
+    run_until_end(&local, &id(2));
+
+    // Then the undeploy's transitions are published, each saying it is an undeploy
+    let published: Vec<Notification> = local.cloud.notifications().into_iter().skip(before).collect();
+    assert_eq!(phases(&published), ["validating", "taking the lock", "checking resources", "removing the release", "Success"]);
+    assert!(published.iter().all(|n| n.kind == "undeploy" && n.deploy == id(2)), "{published:?}");
+    assert!(notify::slack(&published[4])["text"].as_str().unwrap().contains(&format!("(undeploy `{}`)", id(2))));
+}

@@ -1103,3 +1103,54 @@ fn a_valid_traffic_block_passes_and_an_unknown_key_in_it_is_refused() {
     let error = parse_release(&typo.to_string()).expect_err("an unknown key is refused").to_string();
     assert!(error.contains("shift_per_stpe"), "{error}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Concurrent deploys and undeploys
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn parse_rejects_an_unknown_on_concurrent_deploy() {
+    let problem = parse_error_with(|v| v["on_concurrent_deploy"] = json!("retry"));
+    assert_parse_error(&problem, "on_concurrent_deploy", "unknown variant `retry`");
+}
+
+#[test]
+fn undeploy_is_off_for_production_and_on_elsewhere_unless_the_release_says() {
+    let production = minimal();
+    let staging = parse_release(&json_with(|v| v["config_name"] = json!("staging")).to_string()).expect("parses");
+    let allowed = parse_release(&json_with(|v| v["allow_undeploy"] = json!(true)).to_string()).expect("parses");
+    assert_eq!((production.allow_undeploy(), staging.allow_undeploy(), allowed.allow_undeploy()), (false, true, true));
+}
+
+#[test]
+fn automatic_undeploy_needs_undeploy_allowed() {
+    let on_production = problems_with(|v| v["automatic_undeploy_minutes"] = json!(30));
+    assert_eq!(paths(&on_production), ["automatic_undeploy_minutes"]);
+    assert!(on_production[0].message.contains("needs `allow_undeploy: true` on a production config"), "{}", on_production[0]);
+
+    let forbidden = problems_with(|v| {
+        v["config_name"] = json!("staging");
+        v["allow_undeploy"] = json!(false);
+        v["automatic_undeploy_minutes"] = json!(30);
+    });
+    assert_eq!(paths(&forbidden), ["automatic_undeploy_minutes"]);
+    assert!(forbidden[0].message.contains("`allow_undeploy` is false"), "{}", forbidden[0]);
+
+    let allowed = problems_with(|v| {
+        v["allow_undeploy"] = json!(true);
+        v["automatic_undeploy_minutes"] = json!(30);
+    });
+    assert!(allowed.is_empty(), "{allowed:?}");
+}
+
+#[test]
+fn automatic_undeploy_minutes_are_bounded() {
+    for minutes in [0, 7 * 24 * 60 + 1] {
+        let problems = problems_with(|v| {
+            v["allow_undeploy"] = json!(true);
+            v["automatic_undeploy_minutes"] = json!(minutes);
+        });
+        assert_eq!(paths(&problems), ["automatic_undeploy_minutes"], "{minutes}");
+        assert!(problems[0].message.contains("between 1 and 10080 minutes"), "{}", problems[0]);
+    }
+}

@@ -1,4 +1,5 @@
-//! The commands for producers and on-call engineers: deploy, halt, status, history, worker.
+//! The commands for producers and on-call engineers: deploy, halt, undeploy, status, history,
+//! worker.
 //! Each returns whether it succeeded (exit 0) or why not; `--json` gives machine output.
 
 use crate::aws_env::{AwsEnv, AwsRunner};
@@ -9,6 +10,7 @@ use skald_engine::adapters::memory::SystemClock;
 use skald_engine::codec::{self, read_history};
 use skald_engine::message::Message;
 use skald_engine::ports::{Clock, EventStore, LockKey, Queue};
+use skald_engine::runner::live_release;
 use skald_engine::workflow::decide::LOCK_LEASE_MARGIN_SECS;
 use skald_engine::workflow::validate::validate;
 use skald_engine::workflow::{End, Event, State};
@@ -112,6 +114,37 @@ pub async fn halt(env: &AwsEnv, key: LockKey, reason: String, json: bool, out: O
     Ok(true)
 }
 
+/// `skald undeploy`: asks for the live release of a project-config to be removed. The safety
+/// (`allow_undeploy`) is judged by the workflow, so a refusal is recorded for the audit trail;
+/// only "nothing is live" is answered here, as there is nothing to record it in.
+pub async fn undeploy(env: &AwsEnv, key: LockKey, reason: String, wait: bool, json: bool, out: Out<'_>) -> Result<bool, String> {
+    let Some((live, _)) = live_release(&env.store(), &key).await.map_err(|e| e.to_string())? else {
+        writeln!(out, "no release of {} {} is live: nothing to undeploy", key.project, key.config).map_err(io)?;
+        return Ok(false);
+    };
+    let undeploy_id = ulid::generate().map_err(io)?;
+    let message = Message::UndeployRequested {
+        project: key.project.clone(),
+        config: key.config.clone(),
+        reason: reason.clone(),
+        undeploy_id: undeploy_id.clone(),
+        of_release: None,
+    };
+    env.queue()?.send(&message, 0).await.map_err(|e| e.to_string())?;
+    if json {
+        let sent =
+            json!({"undeploy_id": undeploy_id, "project": key.project, "config": key.config, "live_release": live, "reason": reason});
+        writeln!(out, "{sent}").map_err(io)?;
+    } else {
+        writeln!(out, "sent undeploy {undeploy_id} of {} {} (live release {live}): {reason}", key.project, key.config).map_err(io)?;
+    }
+    if !wait {
+        return Ok(true);
+    }
+    let end = follow(env, &undeploy_id, Duration::from_secs(LOCK_LEASE_MARGIN_SECS), json, out).await?;
+    Ok(end == Some(End::Success))
+}
+
 /// `skald status`: the current or last deploy of a project-config, folded.
 pub async fn status(env: &AwsEnv, key: LockKey, json: bool, out: Out<'_>) -> Result<bool, String> {
     let store = env.store();
@@ -126,7 +159,7 @@ pub async fn status(env: &AwsEnv, key: LockKey, json: bool, out: Out<'_>) -> Res
         return Ok(true);
     }
     let request = state.request.as_ref().ok_or("the deploy has no request")?;
-    writeln!(out, "deploy {} of {} {}: {}", latest.deploy, key.project, key.config, state.phase()).map_err(io)?;
+    writeln!(out, "{} {} of {} {}: {}", state.kind(), latest.deploy, key.project, key.config, state.phase()).map_err(io)?;
     for line in crate::replay::request_lines(request) {
         writeln!(out, "{line}").map_err(io)?;
     }

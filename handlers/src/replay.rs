@@ -178,7 +178,7 @@ pub fn describe_state(state: &State) -> Vec<String> {
     let mut lines = vec![format!("state after seq {} ({}): {}", state.seq, state.at, state.phase())];
     if let Some(request) = &state.request {
         let release = &request.release;
-        lines.push(format!("  deploy {} of {} {}", request.release_id, release.project_name, release.config_name));
+        lines.push(format!("  {} {} of {} {}", state.kind(), request.release_id, release.project_name, release.config_name));
         lines.extend(request_lines(request));
     }
     let lock = match state.lock {
@@ -225,6 +225,7 @@ pub fn describe_state(state: &State) -> Vec<String> {
     }
     for t in &state.teardown {
         let stage = match &t.stage {
+            TeardownStage::Unroute => "to take off its listener rule".to_string(),
             TeardownStage::Detach => "to detach".to_string(),
             TeardownStage::AwaitDetach { since } => format!("draining since {since}"),
             TeardownStage::Delete => "to delete".to_string(),
@@ -283,7 +284,7 @@ pub fn header(state: &State, recorded: &[Recorded]) -> Vec<String> {
     let mut lines = Vec::new();
     if let Some(request) = &state.request {
         let release = &request.release;
-        lines.push(format!("deploy {} of {} {}", request.release_id, release.project_name, release.config_name));
+        lines.push(format!("{} {} of {} {}", state.kind(), request.release_id, release.project_name, release.config_name));
         lines.extend(request_lines(request));
     }
     let took = match (recorded.first(), recorded.last()) {

@@ -1,13 +1,7 @@
 //! ULIDs: 48 bits of milliseconds and 80 bits of entropy in 26 Crockford base-32 characters,
 //! so release ids sort by creation time.
 
-const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-
-/// Encodes a ULID from its parts; only the low 48 bits of `ms` and 80 bits of `entropy` are used.
-pub fn encode(ms: u64, entropy: u128) -> String {
-    let value: u128 = (u128::from(ms & 0xFFFF_FFFF_FFFF) << 80) | (entropy & ((1u128 << 80) - 1));
-    (0..26).rev().map(|i| ALPHABET[((value >> (i * 5)) & 0x1F) as usize] as char).collect()
-}
+pub use skald_engine::workflow::names::ulid as encode;
 
 /// A new ULID from the wall clock and 80 bits from the operating system's randomness.
 pub fn generate() -> std::io::Result<String> {

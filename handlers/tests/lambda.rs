@@ -204,8 +204,8 @@ impl EventStore for PanicsOnAppend {
         self.inner.append(append).await
     }
 
-    fn held_locks(&self) -> impl Future<Output = Result<Vec<(LockKey, String)>, StoreError>> + Send {
-        self.inner.held_locks()
+    fn watched(&self) -> impl Future<Output = Result<Vec<(LockKey, String)>, StoreError>> + Send {
+        self.inner.watched()
     }
 
     fn deploys(&self, key: &LockKey, limit: usize) -> impl Future<Output = Result<Vec<IndexEntry>, StoreError>> + Send {

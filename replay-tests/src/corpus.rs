@@ -11,7 +11,7 @@ use skald_engine::adapters::local::{example_release, example_traffic, provision_
 use skald_engine::adapters::memory::AppendFault;
 use skald_engine::adapters::sim::{Fate, Op, Timings};
 use skald_engine::codec::{self, StoredEvent};
-use skald_engine::workflow::release::{Strategy, Traffic};
+use skald_engine::workflow::release::{OnConcurrentDeploy, Strategy, Traffic};
 use skald_engine::workflow::{CloudError, Release, Timestamp};
 
 /// 2026-11-21T12:00:00Z: every corpus run starts here.
@@ -62,6 +62,21 @@ pub fn scenarios() -> Vec<Scenario> {
             name: "traffic-halted",
             shows: "a halt mid-shift: traffic back to the old group first, then the new ASG and group deleted",
             run: traffic_halted,
+        },
+        Scenario {
+            name: "rollback-concurrent",
+            shows: "on_concurrent_deploy: rollback: a second deploy cancels the running one, waits for its cleanup, then deploys",
+            run: rollback_concurrent,
+        },
+        Scenario {
+            name: "undeploy",
+            shows: "undeploy of a live traffic-shifted release: its rule removed, its ASGs and target group deleted",
+            run: undeploy,
+        },
+        Scenario {
+            name: "undeploy-refused",
+            shows: "undeploy of a live production release that does not allow it: refused before the lock",
+            run: undeploy_refused,
         },
         Scenario {
             name: "retried-and-resumed",
@@ -147,6 +162,30 @@ fn traffic_halted() -> Vec<StoredEvent> {
     local.submit(&release, &id(2));
     until_event(&local, &id(2), "TrafficShifted");
     local.halt(&release, "error rate up on the new release");
+    finish(&local, &id(2))
+}
+
+fn rollback_concurrent() -> Vec<StoredEvent> {
+    let mut release = release();
+    release.on_concurrent_deploy = Some(OnConcurrentDeploy::Rollback);
+    let local = world(&release);
+    local.submit(&release, &id(1));
+    until_event(&local, &id(1), "ServiceLaunched");
+    local.submit(&release, &id(2));
+    finish(&local, &id(2))
+}
+
+fn undeploy() -> Vec<StoredEvent> {
+    let mut release = traffic_release();
+    release.allow_undeploy = Some(true);
+    let local = after_first_release(&release);
+    local.undeploy(&release, &id(2), "the service is retired");
+    finish(&local, &id(2))
+}
+
+fn undeploy_refused() -> Vec<StoredEvent> {
+    let local = after_first_release(&release());
+    local.undeploy(&release(), &id(2), "cleaning up");
     finish(&local, &id(2))
 }
 

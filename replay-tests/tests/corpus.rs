@@ -49,6 +49,9 @@ const ENDS: &[(&str, &str)] = &[
     ("retried-and-resumed", "Success"),
     ("traffic-shift", "Success"),
     ("traffic-halted", "FailureClean"),
+    ("rollback-concurrent", "Success"),
+    ("undeploy", "Success"),
+    ("undeploy-refused", "FailureClean"),
 ];
 
 #[test]

@@ -143,6 +143,14 @@ pub fn lock_pk(key: &LockKey) -> String {
     format!("lock#{}#{}", key.project, key.config)
 }
 
+/// The sort key of a deploy's watch note (see `LockOp::Watch`) in its lock's partition (the lock itself is at 0): 1 plus 63
+/// bits of the deploy id's sha256, so notes of different deploys never share an item. The notes
+/// carry `held` too, so the sweeper's query of the `locks` index finds holders and deploys yet to take their lock alike.
+pub fn watch_sk(owner: &str) -> u64 {
+    let digest = Sha256::digest(owner.as_bytes());
+    1 + (u64::from_be_bytes(digest[..8].try_into().expect("sha256 has 32 bytes")) >> 1)
+}
+
 /// The partition key of a project-config's index of deploys.
 pub fn index_pk(key: &LockKey) -> String {
     format!("index#{}#{}", key.project, key.config)
@@ -258,6 +266,8 @@ enum Role {
     Previous(u64),
     Event(u64),
     Lock(LockKey),
+    /// A watch note: written and deleted without conditions, so it never cancels an append.
+    Waiter,
     /// A snapshot's seq is that of an appended event, so it can only collide when the event does.
     Snapshot,
     Index,
@@ -283,6 +293,17 @@ impl DynamoStore {
         DynamoStore::new(Client::from_conf(config), table)
     }
 
+    /// Deletes the note that `owner` has not taken the lock of `key` yet; gone already is no error.
+    fn delete_watch(&self, key: &LockKey, owner: &str) -> Result<TransactWriteItem, String> {
+        let delete = Delete::builder()
+            .table_name(&self.table)
+            .key(PK, AttributeValue::S(lock_pk(key)))
+            .key(SK, AttributeValue::N(watch_sk(owner).to_string()))
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(TransactWriteItem::builder().delete(delete).build())
+    }
+
     fn transaction(&self, append: &Append) -> Result<(Vec<TransactWriteItem>, Vec<Role>), String> {
         let built = |e: aws_sdk_dynamodb::error::BuildError| e.to_string();
         let mut items = Vec::new();
@@ -306,7 +327,26 @@ impl DynamoStore {
             roles.push(Role::Event(event.seq));
         }
         match &append.lock {
+            Some(LockOp::Watch { key, owner }) => {
+                let put = Put::builder()
+                    .table_name(&self.table)
+                    .item(PK, AttributeValue::S(lock_pk(key)))
+                    .item(SK, AttributeValue::N(watch_sk(owner).to_string()))
+                    .item(OWNER, AttributeValue::S(owner.clone()))
+                    .item(HELD, AttributeValue::S(HELD_VALUE.into()))
+                    .build()
+                    .map_err(built)?;
+                items.push(TransactWriteItem::builder().put(put).build());
+                roles.push(Role::Waiter);
+            }
+            Some(LockOp::Unwatch { key, owner }) => {
+                items.push(self.delete_watch(key, owner)?);
+                roles.push(Role::Waiter);
+            }
             Some(LockOp::Acquire { key, owner, lease_until, now }) => {
+                // The note goes once the lock is taken: the lock item takes over the watch.
+                items.push(self.delete_watch(key, owner)?);
+                roles.push(Role::Waiter);
                 let put = Put::builder()
                     .table_name(&self.table)
                     .item(PK, AttributeValue::S(lock_pk(key)))
@@ -697,7 +737,7 @@ impl EventStore for DynamoStore {
         self.append_events(append)
     }
 
-    fn held_locks(&self) -> impl Future<Output = Result<Vec<(LockKey, String)>, StoreError>> + Send {
+    fn watched(&self) -> impl Future<Output = Result<Vec<(LockKey, String)>, StoreError>> + Send {
         self.locks_held()
     }
 

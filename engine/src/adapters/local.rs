@@ -93,6 +93,11 @@ impl Local {
         self.queue.push(&message, 0);
     }
 
+    /// Queues an undeploy of the release's project-config, as `skald undeploy` would.
+    pub fn undeploy(&self, release: &Release, undeploy_id: &str, reason: &str) {
+        self.queue.push(&Message::undeploy_of(release, undeploy_id, reason), 0);
+    }
+
     /// Delivers the next message due, moving the clock forward to it when none is due yet.
     /// `None` when the queue is empty. A message whose handling failed for a retryable reason
     /// stays on the queue and comes back after the visibility timeout, as on SQS.

@@ -66,6 +66,8 @@ struct Tables {
     events: BTreeMap<String, Vec<StoredEvent>>,
     snapshots: BTreeMap<String, Vec<Snapshot>>,
     locks: BTreeMap<LockKey, LockItem>,
+    /// Deploys that have not taken their lock yet, by deploy (see `LockOp::Watch`).
+    watches: BTreeMap<String, LockKey>,
     index: BTreeMap<LockKey, Vec<IndexEntry>>,
     notified: BTreeMap<String, u64>,
 }
@@ -115,6 +117,11 @@ impl MemoryStore {
 
     pub fn locks(&self) -> BTreeMap<LockKey, LockItem> {
         self.tables.lock().unwrap().locks.clone()
+    }
+
+    /// The deploys noted as not having taken their lock yet, with the lock's key.
+    pub fn watch_notes(&self) -> BTreeMap<String, LockKey> {
+        self.tables.lock().unwrap().watches.clone()
     }
 
     pub fn deploy_ids(&self) -> Vec<String> {
@@ -185,7 +192,7 @@ impl MemoryStore {
                 Some(item) if item.owner != *owner => return Err(AppendError::LockHeld { holder: item.owner.clone() }),
                 _ => {}
             },
-            None => {}
+            Some(LockOp::Watch { .. } | LockOp::Unwatch { .. }) | None => {}
         }
         Ok(())
     }
@@ -226,9 +233,16 @@ impl EventStore for MemoryStore {
                 match &append.lock {
                     Some(LockOp::Acquire { key, owner, lease_until, .. }) => {
                         tables.locks.insert(key.clone(), LockItem { owner: owner.clone(), lease_until: *lease_until });
+                        tables.watches.remove(owner);
                     }
                     Some(LockOp::Release { key, .. }) => {
                         tables.locks.remove(key);
+                    }
+                    Some(LockOp::Watch { key, owner }) => {
+                        tables.watches.insert(owner.clone(), key.clone());
+                    }
+                    Some(LockOp::Unwatch { owner, .. }) => {
+                        tables.watches.remove(owner);
                     }
                     None => {}
                 }
@@ -258,9 +272,11 @@ impl EventStore for MemoryStore {
         async move { result }
     }
 
-    fn held_locks(&self) -> impl Future<Output = Result<Vec<(LockKey, String)>, StoreError>> + Send {
-        let held = self.locks().into_iter().map(|(key, item)| (key, item.owner)).collect();
-        async move { Ok(held) }
+    fn watched(&self) -> impl Future<Output = Result<Vec<(LockKey, String)>, StoreError>> + Send {
+        let held = self.locks().into_iter().map(|(key, item)| (key, item.owner));
+        let waiting = self.watch_notes().into_iter().map(|(owner, key)| (key, owner));
+        let watched = held.chain(waiting).collect();
+        async move { Ok(watched) }
     }
 
     fn deploys(&self, key: &LockKey, limit: usize) -> impl Future<Output = Result<Vec<IndexEntry>, StoreError>> + Send {
@@ -385,8 +401,8 @@ impl<T: EventStore + Sync> EventStore for Arc<T> {
         (**self).append(append)
     }
 
-    fn held_locks(&self) -> impl Future<Output = Result<Vec<(LockKey, String)>, StoreError>> + Send {
-        (**self).held_locks()
+    fn watched(&self) -> impl Future<Output = Result<Vec<(LockKey, String)>, StoreError>> + Send {
+        (**self).watched()
     }
 
     fn deploys(&self, key: &LockKey, limit: usize) -> impl Future<Output = Result<Vec<IndexEntry>, StoreError>> + Send {

@@ -35,6 +35,11 @@ pub fn halt<C>(runner: &MemoryRunner<C>, release: &Release) {
     runner.queue.push(&message, 0);
 }
 
+/// Queues an undeploy of `release`'s project-config as `undeploy_id`.
+pub fn undeploy<C>(runner: &MemoryRunner<C>, release: &Release, undeploy_id: &str) {
+    runner.queue.push(&Message::undeploy_of(release, undeploy_id, "test"), 0);
+}
+
 /// Handles the next message (see `local::deliver_next_to`); `false` when the queue is empty.
 pub async fn deliver_next<C: Cloud>(runner: &MemoryRunner<C>) -> bool {
     local::deliver_next_to(runner).await.is_some()

@@ -8,7 +8,9 @@
 pub mod deploys;
 pub mod moto;
 
+use crate::adapters::aws::AwsCloud;
 use crate::adapters::local::example_release;
+use crate::workflow::release::Traffic;
 use crate::workflow::Release;
 
 /// The example release, renamed for `label` so that nothing it names (project, subnets, AMI,
@@ -36,4 +38,34 @@ pub fn example_release_for(label: &str) -> Release {
 /// ELB and target group names: at most 32 letters and digits.
 fn short_name(name: &str) -> String {
     name.chars().filter(|c| c.is_ascii_alphanumeric()).take(32).collect()
+}
+
+/// The service of the example that shifts traffic in [`traffic_world`], and its rule's priority
+/// (the exemplar sits 40,000 higher).
+pub const TRAFFIC_SERVICE: &str = "web";
+pub const TRAFFIC_PRIORITY: u32 = 10;
+
+/// Given: the example world on the emulator, where `web` shifts traffic on its own ALB's listener
+/// (25 % a step) from a template group, with an exemplar rule and no production rule yet.
+pub async fn traffic_world(label: &str) -> (AwsCloud, Release) {
+    let cloud = AwsCloud::new(&moto::aws_config().await);
+    let mut release = example_release_for(label);
+    let web = release.services.get_mut(TRAFFIC_SERVICE).expect("the example has web");
+    // The example's names for its classic ELB and target group are unique to this test: the ALB
+    // and the template take them instead, and web joins no other load balancer.
+    let (alb, template) = (web.elbs[0].clone(), web.target_groups[0].clone());
+    web.elbs.clear();
+    web.target_groups.clear();
+    let listener = cloud.provision_listener(&release, &alb).await.expect("the load balancer is provisioned");
+    release.services.get_mut(TRAFFIC_SERVICE).expect("the example has web").traffic = Some(Traffic {
+        listener,
+        priority: TRAFFIC_PRIORITY,
+        target_group: template,
+        shift_per_step: Some(25),
+        wait_per_step: None,
+        bake_time: None,
+        health_timeout: None,
+    });
+    cloud.provision_example(&release).await.expect("the example world is provisioned");
+    (cloud, release)
 }

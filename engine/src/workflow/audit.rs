@@ -1,7 +1,8 @@
 //! Auditing a history against today's code: would `decide` have done what the history says?
 //!
 //! A history holds three kinds of events:
-//! - inputs from outside (the request, a halt), which no code decided;
+//! - inputs from outside (the request, a halt, news that the lock was freed), which no code of
+//!   this deploy decided;
 //! - decisions: events `decide` emitted, or the `CommandStarted` that announced an effect;
 //! - outcomes: what the cloud answered to a command.
 //!
@@ -84,7 +85,11 @@ pub fn check(history: &[Recorded]) -> Result<(), Divergence> {
 /// How many events at the head of `rest` one input or one decision of today's code accounts for.
 fn explain(state: &State, rest: &[Recorded]) -> Result<usize, Divergence> {
     let first = &rest[0];
-    if matches!(first.event, Event::DeployRequested { .. } | Event::HaltRequested { .. }) {
+    let input = matches!(
+        first.event,
+        Event::DeployRequested { .. } | Event::UndeployRequested { .. } | Event::HaltRequested { .. } | Event::LockFreed { .. }
+    );
+    if input {
         return Ok(1);
     }
     match decide(state, first.at) {
@@ -129,14 +134,17 @@ fn expect_outcome(state: &State, command: &Command, rest: &[Recorded]) -> Result
         }
         Command::ReleaseLock { .. } => return expect_exactly(rest, expected(), &exact(Outcome::LockReleased)),
         Command::Launch { .. }
+        | Command::CancelDeploy { .. }
         | Command::SetCapacity { .. }
         | Command::ShiftTraffic { .. }
+        | Command::RemoveRule { .. }
         | Command::Detach { .. }
         | Command::Delete { .. } => {
             return expect_exactly(rest, expected(), &exact(Outcome::Done(Ok(()))));
         }
         Command::CheckDetached { .. } => return expect_exactly(rest, expected(), &exact(Outcome::Detached(Ok(true)))),
         Command::ResolveResources { .. } => match &first.event {
+            Event::UndeployPlanned { .. } => state.undeploy.is_some(),
             Event::ResourcesResolved { resolved } => {
                 let wanted: BTreeSet<&String> = state.release().services.keys().collect();
                 resolved.services.keys().collect::<BTreeSet<_>>() == wanted

@@ -21,6 +21,13 @@ pub enum Command {
         config: String,
         lease_until: Timestamp,
     },
+    /// Ask the older deploy holding the lock to stop and clean up (`on_concurrent_deploy:
+    /// rollback`): a halt appended to its history. Repeatable: a deploy already stopping or
+    /// finished is left as it is.
+    CancelDeploy {
+        deploy: String,
+        reason: String,
+    },
     /// Look up every resource the release names.
     ResolveResources {
         query: Query,
@@ -67,6 +74,13 @@ pub enum Command {
         /// The percentage on the release's own group that this forward means.
         weight: u32,
     },
+    /// Delete the listener rule at `priority` (an undeploy's, before the ASG behind it goes).
+    /// Gone already is done.
+    RemoveRule {
+        asg: String,
+        listener_arn: String,
+        priority: u32,
+    },
     /// Delete an ASG (terminating its instances), its launch template and its own target group
     /// (by name: a group whose creation was announced but never recorded has no known ARN).
     Delete {
@@ -94,6 +108,7 @@ impl Command {
                 | Command::Launch { .. }
                 | Command::SetCapacity { .. }
                 | Command::ShiftTraffic { .. }
+                | Command::RemoveRule { .. }
                 | Command::Detach { .. }
                 | Command::Delete { .. }
         )
@@ -102,6 +117,7 @@ impl Command {
     pub fn name(&self) -> &'static str {
         match self {
             Command::AcquireLock { .. } => "acquire_lock",
+            Command::CancelDeploy { .. } => "cancel_deploy",
             Command::ResolveResources { .. } => "resolve_resources",
             Command::CreateTargetGroup { .. } => "create_target_group",
             Command::Launch { .. } => "launch",
@@ -110,6 +126,7 @@ impl Command {
             Command::ObserveHealth { .. } => "observe_health",
             Command::Detach { .. } => "detach",
             Command::CheckDetached { .. } => "check_detached",
+            Command::RemoveRule { .. } => "remove_rule",
             Command::Delete { .. } => "delete",
             Command::ReleaseLock { .. } => "release_lock",
         }
@@ -118,7 +135,10 @@ impl Command {
     /// The ASG a teardown command works on.
     pub fn teardown_asg(&self) -> Option<&str> {
         match self {
-            Command::Detach { asg, .. } | Command::CheckDetached { asg, .. } | Command::Delete { asg, .. } => Some(asg),
+            Command::RemoveRule { asg, .. }
+            | Command::Detach { asg, .. }
+            | Command::CheckDetached { asg, .. }
+            | Command::Delete { asg, .. } => Some(asg),
             _ => None,
         }
     }
@@ -128,6 +148,7 @@ impl fmt::Display for Command {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Command::AcquireLock { project, config, .. } => write!(f, "lock {project} {config}"),
+            Command::CancelDeploy { deploy, .. } => write!(f, "cancel deploy {deploy}"),
             Command::ResolveResources { .. } => write!(f, "resolve resources"),
             Command::CreateTargetGroup { service, name, .. } => write!(f, "create target group {name} for {service}"),
             Command::Launch { spec } => write!(f, "launch {} ({})", spec.asg_name, instances(spec.desired_capacity)),
@@ -136,6 +157,7 @@ impl fmt::Display for Command {
             }
             Command::SetCapacity { asg, min_size, desired, .. } => write!(f, "resize {asg} to min {min_size}, desired {desired}"),
             Command::ObserveHealth { targets } => write!(f, "check health of {} services", targets.len()),
+            Command::RemoveRule { asg, priority, .. } => write!(f, "remove the rule at priority {priority} sending traffic to {asg}"),
             Command::Detach { asg, .. } => write!(f, "detach {asg}"),
             Command::CheckDetached { asg, .. } => write!(f, "check {asg} is detached"),
             Command::Delete { asg, .. } => write!(f, "delete {asg}"),

@@ -10,7 +10,7 @@ use super::event::{Cleanliness, ErrorKind, Event, Recorded};
 use super::names;
 use super::release::Traffic;
 use super::resources::{Query, ResolvedTraffic};
-use super::state::{Lock, ServiceProgress, State, Teardown, TeardownStage, TrafficProgress, ATTEMPTS_MAX};
+use super::state::{Lock, LockWait, ServiceProgress, State, Teardown, TeardownStage, TrafficProgress, ATTEMPTS_MAX};
 use super::time::Timestamp;
 use super::validate::{validate, Problem};
 
@@ -24,6 +24,9 @@ pub const DETACH_WAIT_SECS_MAX: u64 = 300;
 /// step to finish, so a lease only lapses for a deploy that is truly gone.
 pub const LOCK_LEASE_MARGIN_SECS: u64 = 6 * 3600;
 const RETRY_BACKOFF_SECS_MIN: u64 = 5;
+/// Pauses between tries of a lock held by a cancelled deploy: 5 s, doubling, at most 60 s.
+const LOCK_RETRY_SECS_MIN: u64 = 5;
+const LOCK_RETRY_SECS_MAX: u64 = 60;
 const RETRY_BACKOFF_SECS_MAX: u64 = 60;
 
 // One decision exists per step and lives for a moment: boxing the command would buy nothing.
@@ -61,13 +64,18 @@ pub fn decide(state: &State, now: Timestamp) -> Decision {
     if let Some(wait) = retry_backoff(state, now) {
         return wait;
     }
-    if state.failure.is_some() || (state.healthy && !state.services.values().any(ServiceProgress::needs_final_capacity)) {
+    if cleanup_ready(state) {
         return end(state);
     }
-    match state.lock {
-        Lock::Untried => return acquire_lock(state, now),
-        Lock::Held { .. } => {}
-        Lock::Denied | Lock::Released => unreachable!("lock {:?} without a failure or an end", state.lock),
+    match (&state.lock, &state.waiting) {
+        (Lock::Untried, Some(wait)) => return wait_for_lock(state, wait, now),
+        (Lock::Untried, None) => return acquire_lock(state, now),
+        (Lock::Held { .. }, _) => {}
+        (Lock::Denied | Lock::Released, _) => unreachable!("lock {:?} without a failure or an end", state.lock),
+    }
+    if state.undeploy.is_some() {
+        // Not planned yet, or `cleanup_ready` would have held.
+        return Decision::Act(Command::ResolveResources { query: Query::for_undeploy(state.release()) });
     }
     if state.resolved.is_none() {
         return Decision::Act(Command::ResolveResources { query: Query::for_release(state.release()) });
@@ -80,6 +88,9 @@ pub fn decide(state: &State, now: Timestamp) -> Decision {
 
 fn validate_request(state: &State) -> Decision {
     let request = state.request.as_ref().expect("checked by decide");
+    if let Some(undeploy) = &state.undeploy {
+        return validate_undeploy(state, &undeploy.of_release);
+    }
     let mut problems = validate(&request.release);
     if let Err(message) = names::check_release_id(&request.release_id) {
         problems.push(Problem::new("release_id", message));
@@ -100,6 +111,38 @@ fn validate_request(state: &State) -> Decision {
     } else {
         Decision::Emit(vec![Event::ReleaseRejected { problems }])
     }
+}
+
+/// The safety: an undeploy removes a live release only if that release allows it.
+fn validate_undeploy(state: &State, of_release: &str) -> Decision {
+    let release = state.release();
+    if release.allow_undeploy() {
+        return Decision::Emit(vec![Event::ReleaseValidated]);
+    }
+    let why = match release.allow_undeploy {
+        Some(false) => "says `allow_undeploy: false`".to_string(),
+        _ => format!("is of the `{}` config, where undeploy is off unless the release allows it", release.config_name),
+    };
+    let message = format!("the live release {of_release} {why}: deploy a release with `allow_undeploy: true` first");
+    Decision::Emit(vec![Event::ReleaseRejected { problems: vec![Problem::new("allow_undeploy", message)] }])
+}
+
+/// Waiting out an older deploy that holds the lock (`on_concurrent_deploy: rollback`): ask it to
+/// stop once, then try the lock again with a growing pause, or at once when told it ended
+/// (`LockFreed`, recorded by its runner); the pauses only matter when that news is lost; `ROLLBACK_WAIT_SECS_MAX`
+/// bounds the whole wait (the denial past it fails the deploy).
+fn wait_for_lock(state: &State, wait: &LockWait, now: Timestamp) -> Decision {
+    if !wait.cancelled {
+        let request = state.request.as_ref().expect("waiting without a request");
+        let reason = format!("cancelled by deploy {} (on_concurrent_deploy: rollback)", request.release_id);
+        return Decision::Act(Command::CancelDeploy { deploy: wait.holder.clone(), reason });
+    }
+    let exponent = (wait.denials - 1).min(8);
+    let until = wait.denied_at.plus_secs((LOCK_RETRY_SECS_MIN << exponent).min(LOCK_RETRY_SECS_MAX));
+    if now < until && !wait.freed {
+        return Decision::Wait { until };
+    }
+    acquire_lock(state, now)
 }
 
 fn acquire_lock(state: &State, now: Timestamp) -> Decision {
@@ -317,10 +360,16 @@ fn final_capacity(state: &State) -> Decision {
     })
 }
 
-/// Teardown runs after success (old ASGs, once capacity is final) or after a failure (new ASGs).
+/// Teardown runs after success (old ASGs, once capacity is final), after a failure (new ASGs),
+/// or once an undeploy knows what it removes (the live ASGs); when it is over, the deploy ends.
+fn cleanup_ready(state: &State) -> bool {
+    state.failure.is_some()
+        || state.undeploy.as_ref().is_some_and(|u| u.planned)
+        || (state.healthy && !state.services.values().any(ServiceProgress::needs_final_capacity))
+}
+
 fn next_teardown(state: &State) -> Option<&Teardown> {
-    let ready = state.failure.is_some() || (state.healthy && !state.services.values().any(ServiceProgress::needs_final_capacity));
-    ready.then(|| state.teardown.iter().find(|t| !t.is_finished())).flatten()
+    cleanup_ready(state).then(|| state.teardown.iter().find(|t| !t.is_finished())).flatten()
 }
 
 fn tear_down(state: &State, teardown: &Teardown, now: Timestamp) -> Decision {
@@ -333,6 +382,10 @@ fn tear_down(state: &State, teardown: &Teardown, now: Timestamp) -> Decision {
     }
     let (asg, elbs, target_groups) = (teardown.asg.clone(), teardown.elbs.clone(), teardown.target_groups.clone());
     match &teardown.stage {
+        TeardownStage::Unroute => {
+            let rule = teardown.rule.as_ref().expect("only a teardown with a rule starts by removing it");
+            Decision::Act(Command::RemoveRule { asg, listener_arn: rule.listener_arn.clone(), priority: rule.priority })
+        }
         TeardownStage::Detach => Decision::Act(Command::Detach { asg, elbs, target_groups }),
         TeardownStage::AwaitDetach { since } if now.ms_since(*since) >= DETACH_WAIT_SECS_MAX * 1000 => {
             Decision::Emit(vec![Event::DetachConfirmed { asg, waited_ms: now.ms_since(*since), expired: true }])
@@ -372,6 +425,11 @@ pub fn closing_event(state: &State) -> Event {
             Event::DeployFailed { error: failure.error, cleanliness, reason }
         }
         None if abandoned.is_empty() => Event::DeploySucceeded,
+        None if state.undeploy.is_some() => Event::DeployFailed {
+            error: ErrorKind::Deploy,
+            cleanliness,
+            reason: format!("the undeploy could not remove {}", abandoned.join(", ")),
+        },
         None => Event::DeployFailed {
             error: ErrorKind::Deploy,
             cleanliness,

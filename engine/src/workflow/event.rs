@@ -7,7 +7,7 @@
 use super::command::{instances, CloudError, Command};
 use super::health::HealthCounts;
 use super::release::Release;
-use super::resources::Resolved;
+use super::resources::{ExistingAsg, LiveRule, Resolved};
 use super::time::Timestamp;
 use super::validate::Problem;
 use serde::{Deserialize, Serialize};
@@ -68,6 +68,21 @@ pub enum Event {
         #[serde(default)]
         freshness: Freshness,
     },
+    /// A person (or the release's own `automatic_undeploy_minutes`) asked for the live release of
+    /// a project-config to be removed. The first event of an undeploy, which runs like a deploy:
+    /// validated (the live release must allow it), locked, planned, torn down, unlocked.
+    UndeployRequested {
+        /// The undeploy's own id (a ULID): it keys this history and owns the lock.
+        undeploy_id: String,
+        /// The deploy whose release is live and is being removed.
+        of_release: String,
+        /// That deploy's release, copied so this history explains itself.
+        release: Box<Release>,
+        release_digest: String,
+        reason: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        requested_by: Option<String>,
+    },
     ReleaseValidated,
     ReleaseRejected {
         problems: Vec<Problem>,
@@ -77,7 +92,18 @@ pub enum Event {
         config: String,
         lease_until: Timestamp,
     },
+    /// Another deploy holds the lock. With `on_concurrent_deploy: rollback` and an older holder
+    /// the deploy waits for it (see `ConcurrentDeployCancelled`); otherwise it fails.
     LockDenied {
+        holder: String,
+    },
+    /// The deploy asked the older deploy holding its lock to stop and clean up, and waits for it.
+    ConcurrentDeployCancelled {
+        holder: String,
+    },
+    /// The deploy this one waits for has ended and given the lock back (recorded by that deploy's
+    /// runner): try the lock now rather than at the next retry.
+    LockFreed {
         holder: String,
     },
     ResourcesResolved {
@@ -85,6 +111,13 @@ pub enum Event {
     },
     ResourcesRejected {
         problems: Vec<Problem>,
+    },
+    /// What an undeploy removes: the project-config's ASGs that skald manages, and the listener
+    /// rules that send traffic to them.
+    UndeployPlanned {
+        asgs: Vec<ExistingAsg>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        rules: Vec<LiveRule>,
     },
     /// The runner is about to carry out an effect (recorded before it, so a crash shows).
     CommandStarted {
@@ -134,6 +167,10 @@ pub enum Event {
         terminating: u32,
         max_terms: u32,
     },
+    /// The listener rule that sent traffic to the ASG is gone (an undeploy's first teardown step).
+    RuleRemoved {
+        asg: String,
+    },
     Detached {
         asg: String,
     },
@@ -165,12 +202,16 @@ impl Event {
     pub fn name(&self) -> &'static str {
         match self {
             Event::DeployRequested { .. } => "DeployRequested",
+            Event::UndeployRequested { .. } => "UndeployRequested",
             Event::ReleaseValidated => "ReleaseValidated",
             Event::ReleaseRejected { .. } => "ReleaseRejected",
             Event::LockAcquired { .. } => "LockAcquired",
             Event::LockDenied { .. } => "LockDenied",
+            Event::ConcurrentDeployCancelled { .. } => "ConcurrentDeployCancelled",
+            Event::LockFreed { .. } => "LockFreed",
             Event::ResourcesResolved { .. } => "ResourcesResolved",
             Event::ResourcesRejected { .. } => "ResourcesRejected",
+            Event::UndeployPlanned { .. } => "UndeployPlanned",
             Event::CommandStarted { .. } => "CommandStarted",
             Event::CommandFailed { .. } => "CommandFailed",
             Event::TargetGroupCreated { .. } => "TargetGroupCreated",
@@ -182,6 +223,7 @@ impl Event {
             Event::HaltRequested { .. } => "HaltRequested",
             Event::TimedOut { .. } => "TimedOut",
             Event::TerminationsExceeded { .. } => "TerminationsExceeded",
+            Event::RuleRemoved { .. } => "RuleRemoved",
             Event::Detached { .. } => "Detached",
             Event::DetachConfirmed { .. } => "DetachConfirmed",
             Event::AsgDeleted { .. } => "AsgDeleted",
@@ -204,7 +246,7 @@ impl Event {
 }
 
 /// Every event type this skald knows, by its stored name.
-pub const EVENT_TYPES: [&str; 25] = [
+pub const EVENT_TYPES: [&str; 30] = [
     "DeployRequested",
     "ReleaseValidated",
     "ReleaseRejected",
@@ -230,6 +272,11 @@ pub const EVENT_TYPES: [&str; 25] = [
     "DeployFailed",
     "TargetGroupCreated",
     "TrafficShifted",
+    "UndeployRequested",
+    "ConcurrentDeployCancelled",
+    "UndeployPlanned",
+    "RuleRemoved",
+    "LockFreed",
 ];
 
 /// The schema version this skald reads and writes for each event type; `None` for a type it
@@ -261,6 +308,13 @@ impl fmt::Display for Event {
                     None => Ok(()),
                 }
             }
+            Event::UndeployRequested { undeploy_id, of_release, release, reason, requested_by, .. } => {
+                write!(f, "undeploy {undeploy_id} of {} {} (release {of_release}): {reason}", release.project_name, release.config_name)?;
+                match requested_by {
+                    Some(who) => write!(f, ", requested by {who}"),
+                    None => Ok(()),
+                }
+            }
             Event::ReleaseValidated => write!(f, "release is valid"),
             Event::ReleaseRejected { problems } | Event::ResourcesRejected { problems } => {
                 let listed: Vec<String> = problems.iter().map(Problem::to_string).collect();
@@ -268,6 +322,16 @@ impl fmt::Display for Event {
             }
             Event::LockAcquired { lease_until, .. } => write!(f, "lock acquired (lease until {lease_until})"),
             Event::LockDenied { holder } => write!(f, "lock held by deploy {holder}"),
+            Event::ConcurrentDeployCancelled { holder } => write!(f, "cancelled deploy {holder}; waiting for its cleanup"),
+            Event::LockFreed { holder } => write!(f, "deploy {holder} ended and gave the lock back"),
+            Event::UndeployPlanned { asgs, rules } => {
+                let names: Vec<&str> = asgs.iter().map(|a| a.name.as_str()).collect();
+                match names.as_slice() {
+                    [] => write!(f, "nothing of the release is left to remove"),
+                    _ => write!(f, "undeploy removes {} and {} listener rules", names.join(", "), rules.len()),
+                }
+            }
+            Event::RuleRemoved { asg } => write!(f, "removed the listener rule sending traffic to {asg}"),
             Event::ResourcesResolved { resolved } => {
                 let plans: Vec<String> = resolved
                     .services

@@ -36,6 +36,21 @@ pub fn check_release_id(release_id: &str) -> Result<(), String> {
     }
 }
 
+const ULID_ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+/// A ULID from its parts: 48 bits of milliseconds and 80 bits of entropy in 26 Crockford base-32
+/// characters, so ids sort by creation time. Only the low 48 bits of `ms` and 80 of `entropy` count.
+pub fn ulid(ms: u64, entropy: u128) -> String {
+    let value: u128 = (u128::from(ms & 0xFFFF_FFFF_FFFF) << 80) | (entropy & ((1u128 << 80) - 1));
+    (0..26).rev().map(|i| ULID_ALPHABET[((value >> (i * 5)) & 0x1F) as usize] as char).collect()
+}
+
+/// The id of the undeploy a release's `automatic_undeploy_minutes` starts: due at `due_ms`,
+/// derived from the release id, so every copy of the scheduling message names one undeploy.
+pub fn automatic_undeploy_id(release_id: &str, due_ms: u64) -> String {
+    ulid(due_ms, u128::from(fnv1a64(release_id)))
+}
+
 /// Identifies one deploy: the release id it was started with. One release id, one deploy.
 pub fn deploy_id(release_id: &str) -> String {
     release_id.to_string()

@@ -41,6 +41,17 @@ pub fn record(state: &State, command: &Command, outcome: Outcome, now: Timestamp
             recorded(vec![Event::LockAcquired { project: project.clone(), config: config.clone(), lease_until: *lease_until }])
         }
         (Command::AcquireLock { .. }, Outcome::LockHeld { holder }) => recorded(vec![Event::LockDenied { holder }]),
+        (Command::CancelDeploy { deploy, .. }, Outcome::Done(done)) => recorded(vec![match done {
+            Ok(()) => Event::ConcurrentDeployCancelled { holder: deploy.clone() },
+            Err(error) => failed(error),
+        }]),
+        (Command::ResolveResources { .. }, Outcome::Looked(looked)) if state.undeploy.is_some() => recorded(vec![match looked {
+            Ok(lookup) => {
+                let (asgs, rules) = resources::plan_undeploy(state.release(), &lookup);
+                Event::UndeployPlanned { asgs, rules }
+            }
+            Err(error) => failed(error),
+        }]),
         (Command::ResolveResources { .. }, Outcome::Looked(looked)) => {
             let request = state.request.as_ref().expect("resolving without a request");
             recorded(vec![match looked.map(|lookup| resources::check(&request.release, &request.release_id, &lookup)) {
@@ -84,6 +95,10 @@ pub fn record(state: &State, command: &Command, outcome: Outcome, now: Timestamp
                 recorded(vec![Event::HealthObserved { services: counts }])
             }
         },
+        (Command::RemoveRule { asg, .. }, Outcome::Done(done)) => recorded(vec![match done {
+            Ok(()) => Event::RuleRemoved { asg: asg.clone() },
+            Err(error) => failed(error),
+        }]),
         (Command::Detach { asg, .. }, Outcome::Done(done)) => recorded(vec![match done {
             Ok(()) => Event::Detached { asg: asg.clone() },
             Err(error) => failed(error),

@@ -45,11 +45,47 @@ pub struct Release {
     /// Publish only this deploy's failures, not its other transitions (failures are always sent).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub skip_notifications: bool,
+    /// What to do when another deploy of the project-config holds the lock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_concurrent_deploy: Option<OnConcurrentDeploy>,
+    /// Whether `skald undeploy` may remove this release once it is live. The safety: it defaults
+    /// to false for a `production` config and to true for any other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_undeploy: Option<bool>,
+    /// Undeploy this release by itself this many minutes after it went live (needs undeploy
+    /// allowed): for short-lived test environments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub automatic_undeploy_minutes: Option<u64>,
+}
+
+/// The config name whose releases may not be undeployed unless they say so.
+pub const PRODUCTION_CONFIG: &str = "production";
+/// The longest `automatic_undeploy_minutes`: a week.
+pub const AUTOMATIC_UNDEPLOY_MINUTES_MAX: u64 = 7 * 24 * 60;
+
+/// What a deploy does when it finds another deploy of its project-config holding the lock.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnConcurrentDeploy {
+    /// Fail at once with LockExists (Odin's behaviour): the running deploy carries on.
+    #[default]
+    Fail,
+    /// Cancel the running deploy (it shifts its traffic back and deletes what it created), wait
+    /// for its cleanup, then deploy. Only an older deploy is cancelled: the newest release wins.
+    Rollback,
 }
 
 impl Release {
     pub fn timeout_secs(&self) -> u64 {
         self.timeout.unwrap_or(TIMEOUT_SECS_DEFAULT)
+    }
+
+    pub fn on_concurrent_deploy(&self) -> OnConcurrentDeploy {
+        self.on_concurrent_deploy.unwrap_or_default()
+    }
+
+    pub fn allow_undeploy(&self) -> bool {
+        self.allow_undeploy.unwrap_or(self.config_name != PRODUCTION_CONFIG)
     }
 
     /// How often health is checked, derived from the timeout as Odin does: short deploys are

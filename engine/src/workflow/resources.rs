@@ -8,7 +8,7 @@
 //! `/skald/<project>/<config>/<service>/` with `_all` allowed from the right.
 
 use super::capacity::CapacityPlan;
-use super::names::{self, ALL, DEPLOYER, TAG_CONFIG, TAG_DEPLOY_WITH, TAG_PROJECT, TAG_RELEASE, TAG_SERVICE};
+use super::names::{self, ALL, DEPLOYER, TAG_CONFIG, TAG_DEPLOY_WITH, TAG_MANAGED_BY, TAG_PROJECT, TAG_RELEASE, TAG_SERVICE};
 use super::release::{Release, Traffic};
 use super::validate::Problem;
 use serde::{Deserialize, Serialize};
@@ -56,6 +56,46 @@ impl Query {
             template_target_groups: release.services.values().filter_map(|s| s.traffic.as_ref().map(|t| t.target_group.clone())).collect(),
         }
     }
+}
+
+impl Query {
+    /// What an undeploy must look up: the project-config's ASGs, and the listeners whose rules
+    /// send traffic to them. Nothing a deploy checks (AMIs, subnets, …) stands in its way.
+    pub fn for_undeploy(release: &Release) -> Query {
+        let listeners = release.services.values().filter_map(|s| s.traffic.as_ref().map(|t| t.listener.clone())).collect();
+        Query { project: release.project_name.clone(), config: release.config_name.clone(), listeners, ..Query::default() }
+    }
+}
+
+/// A production listener rule an undeploy removes before the ASG it sends traffic to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveRule {
+    pub asg: String,
+    pub listener_arn: String,
+    pub priority: u32,
+}
+
+/// What an undeploy of `release` removes, judged from a lookup: every ASG of the project-config
+/// that skald manages (hand-made ones are not skald's to delete), and for each traffic-shifted
+/// service the production rule, tied to the ASG behind the group it forwards to (or, when it
+/// forwards elsewhere, the service's first ASG).
+pub fn plan_undeploy(release: &Release, lookup: &Lookup) -> (Vec<ExistingAsg>, Vec<LiveRule>) {
+    let asgs: Vec<ExistingAsg> =
+        lookup.asgs.iter().filter(|a| a.tags.get(TAG_MANAGED_BY).map(String::as_str) == Some(DEPLOYER)).cloned().collect();
+    let mut rules = Vec::new();
+    for (name, service) in &release.services {
+        let Some(traffic) = &service.traffic else { continue };
+        let Some(rule) = lookup.listeners.get(&traffic.listener).and_then(|r| r.iter().find(|r| r.priority == Some(traffic.priority)))
+        else {
+            continue;
+        };
+        let of_service = || asgs.iter().filter(|a| a.service() == Some(name.as_str()));
+        let behind = of_service().find(|a| rule.forward.iter().any(|w| a.target_groups.contains(&w.target_group)));
+        if let Some(asg) = behind.or_else(|| of_service().next()) {
+            rules.push(LiveRule { asg: asg.name.clone(), listener_arn: traffic.listener.clone(), priority: traffic.priority });
+        }
+    }
+    (asgs, rules)
 }
 
 /// A resource the cloud found: its id (or ARN, or name for classic ELBs) and its tags.

@@ -10,8 +10,8 @@ use super::command::Command;
 use super::event::{Cleanliness, ErrorKind, Event, Freshness, Recorded};
 use super::health::HealthCounts;
 use super::names::{self, TemplateValues};
-use super::release::Release;
-use super::resources::{ExistingAsg, Resolved, ResolvedService};
+use super::release::{OnConcurrentDeploy, Release};
+use super::resources::{ExistingAsg, LiveRule, Resolved, ResolvedService};
 use super::time::Timestamp;
 use super::validate::Problem;
 use serde::{Deserialize, Serialize};
@@ -45,6 +45,43 @@ pub struct State {
     /// ASGs to remove: the old ones after success, the new ones after a failure.
     pub teardown: Vec<Teardown>,
     pub end: Option<End>,
+    /// Waiting for an older deploy to give the lock up (`on_concurrent_deploy: rollback`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<LockWait>,
+    /// This history is an undeploy, not a deploy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undeploy: Option<Undeploy>,
+}
+
+/// How long a deploy waits for the deploy it cancelled to clean up and give the lock back.
+/// Cleanup is bounded (a shift back, a detach of at most `DETACH_WAIT_SECS_MAX`, retried
+/// deletes); past this the cancelled deploy is stuck and the waiting one fails with LockExists.
+pub const ROLLBACK_WAIT_SECS_MAX: u64 = 3600;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockWait {
+    /// The deploy holding the lock.
+    pub holder: String,
+    /// The first denial by this holder.
+    pub since: Timestamp,
+    /// The latest denial.
+    pub denied_at: Timestamp,
+    pub denials: u32,
+    /// The holder was asked to stop.
+    pub cancelled: bool,
+    /// The holder ended since the latest denial (`LockFreed`): try the lock now.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub freed: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Undeploy {
+    /// The deploy whose live release is removed.
+    pub of_release: String,
+    pub reason: String,
+    /// What to remove is known (`UndeployPlanned`): from here on the undeploy only tears down,
+    /// and a halt comes too late (half an undeploy serves no one).
+    pub planned: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -147,16 +184,25 @@ pub struct Teardown {
     /// The name of the ASG's own target group (a traffic-shifted release's), deleted with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_group: Option<String>,
+    /// The listener rule sending traffic to the ASG, removed first (an undeploy's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<LiveRule>,
     pub stage: TeardownStage,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TeardownStage {
+    /// Remove the listener rule that sends traffic to the ASG.
+    Unroute,
     Detach,
-    AwaitDetach { since: Timestamp },
+    AwaitDetach {
+        since: Timestamp,
+    },
     Delete,
     Deleted,
-    Abandoned { reason: String },
+    Abandoned {
+        reason: String,
+    },
 }
 
 impl Teardown {
@@ -215,7 +261,7 @@ impl fmt::Display for FoldError {
         match self {
             FoldError::Gap { expected, found } => write!(f, "seq {found}: expected seq {expected} (a gap or reordering in the history)"),
             FoldError::NotFirst { seq, event } => write!(f, "seq {seq}: {event} may only be the first event"),
-            FoldError::MissingRequest { seq } => write!(f, "seq {seq}: the history must start with DeployRequested"),
+            FoldError::MissingRequest { seq } => write!(f, "seq {seq}: the history must start with DeployRequested or UndeployRequested"),
             FoldError::AfterEnd { seq, event } => write!(f, "seq {seq}: {event} follows the deploy's end"),
             FoldError::Content { seq, event, message } => write!(f, "seq {seq}: {event} {message}"),
         }
@@ -241,7 +287,7 @@ pub fn check_shape(state: &State, recorded: &Recorded) -> Result<(), FoldError> 
     if seq != state.seq + 1 {
         return Err(FoldError::Gap { expected: state.seq + 1, found: seq });
     }
-    let is_request = matches!(recorded.event, Event::DeployRequested { .. });
+    let is_request = matches!(recorded.event, Event::DeployRequested { .. } | Event::UndeployRequested { .. });
     match (seq, is_request) {
         (1, false) => Err(FoldError::MissingRequest { seq }),
         (2.., true) => Err(FoldError::NotFirst { seq, event: recorded.event.name() }),
@@ -277,6 +323,14 @@ fn check_references(state: &State, event: &Event) -> Result<(), String> {
         Event::TargetGroupCreated { service: name, .. } | Event::TrafficShifted { service: name, .. } => shifting(name),
         Event::HealthObserved { services } => services.keys().try_for_each(|name| service(name)),
         Event::ServicesHealthy if state.resolved.is_none() => Err("comes before resources were resolved".into()),
+        Event::ServicesHealthy | Event::ResourcesResolved { .. } if state.undeploy.is_some() => {
+            Err("belongs to a deploy, not an undeploy".into())
+        }
+        Event::UndeployPlanned { .. } if state.undeploy.as_ref().is_none_or(|u| u.planned) => {
+            Err("plans an undeploy in a history that is not an unplanned undeploy".into())
+        }
+        Event::ConcurrentDeployCancelled { .. } if state.waiting.is_none() => Err("comes while no deploy was waiting for the lock".into()),
+        Event::RuleRemoved { asg } => torn_down(asg),
         Event::Detached { asg } | Event::DetachConfirmed { asg, .. } | Event::AsgDeleted { asg } | Event::TeardownAbandoned { asg, .. } => {
             torn_down(asg)
         }
@@ -309,17 +363,58 @@ fn apply(state: &mut State, event: &Event, at: Timestamp) {
                 requested_at: at,
             });
         }
+        Event::UndeployRequested { undeploy_id, of_release, release, release_digest, reason, requested_by } => {
+            state.request = Some(Request {
+                release_id: undeploy_id.clone(),
+                created_at: at,
+                release: (**release).clone(),
+                release_digest: release_digest.clone(),
+                requested_by: requested_by.clone(),
+                freshness: Freshness::default(),
+                requested_at: at,
+            });
+            state.undeploy = Some(Undeploy { of_release: of_release.clone(), reason: reason.clone(), planned: false });
+        }
         Event::ReleaseValidated => state.validated = true,
         Event::ReleaseRejected { problems } | Event::ResourcesRejected { problems } => {
             fail(state, ErrorKind::BadRelease, summarize(problems))
         }
         Event::LockAcquired { lease_until, .. } => {
             state.lock = Lock::Held { lease_until: *lease_until };
+            state.waiting = None;
             state.deadline = Some(at.plus_secs(state.release().timeout_secs()));
         }
-        Event::LockDenied { holder } => {
-            state.lock = Lock::Denied;
-            fail(state, ErrorKind::LockExists, format!("deploy {holder} holds the lock"));
+        Event::LockDenied { holder } => match wait_for(state, holder, at) {
+            Ok(wait) => state.waiting = Some(wait),
+            Err(reason) => {
+                // `waiting` stays as it was: a deploy that waited still has a note to remove.
+                state.lock = Lock::Denied;
+                fail(state, ErrorKind::LockExists, reason);
+            }
+        },
+        Event::ConcurrentDeployCancelled { .. } => state.waiting.as_mut().expect("checked by check_shape").cancelled = true,
+        // Told by the holder's runner, which may race this deploy taking the lock: only a wait
+        // for that very holder is affected.
+        Event::LockFreed { holder } => {
+            if let Some(wait) = state.waiting.as_mut().filter(|w| w.holder == *holder && state.lock == Lock::Untried) {
+                wait.freed = true;
+            }
+        }
+        Event::UndeployPlanned { asgs, rules } => {
+            state.undeploy.as_mut().expect("checked by check_shape").planned = true;
+            state.teardown = asgs
+                .iter()
+                .map(|asg| {
+                    let rule = rules.iter().find(|r| r.asg == asg.name).cloned();
+                    let stage = if rule.is_some() { TeardownStage::Unroute } else { teardown_of_existing(asg).stage };
+                    Teardown { rule, stage, ..teardown_of_existing(asg) }
+                })
+                .collect();
+        }
+        Event::RuleRemoved { asg } => {
+            state.pending = None;
+            let teardown = state.teardown_mut(asg);
+            teardown.stage = first_stage(&teardown.elbs, &teardown.target_groups);
         }
         Event::ResourcesResolved { resolved } => resolve(state, resolved),
         Event::CommandStarted { command } => {
@@ -335,7 +430,11 @@ fn apply(state: &mut State, event: &Event, at: Timestamp) {
         Event::CommandFailed { command, error, attempt } => {
             state.pending = None;
             state.retry = Retry { attempts: *attempt, last_failure_at: at, last_error: error.to_string() };
-            let give_up = !error.transient || *attempt >= ATTEMPTS_MAX;
+            // After a failure only cleanup is retried: an effect that was under way when the
+            // deploy failed (a launch when a halt came) is not tried again, and its failures
+            // must not count against the cleanup's bound.
+            let abandoned = state.failure.is_some() && !is_cleanup_step(state, command);
+            let give_up = !error.transient || *attempt >= ATTEMPTS_MAX || abandoned;
             if give_up {
                 give_up_on(state, command, &error.to_string());
             }
@@ -385,8 +484,9 @@ fn apply(state: &mut State, event: &Event, at: Timestamp) {
             state.teardown = old.map(teardown_of_existing).collect();
         }
         Event::HaltRequested { reason, requested_by } => {
-            // Halts are honoured until the release is live; after that it is too late to stop.
-            if !state.healthy {
+            // Halts are honoured until the release is live (or an undeploy knows what it removes);
+            // after that it is too late to stop.
+            if !state.healthy && !state.undeploy.as_ref().is_some_and(|u| u.planned) {
                 let by = requested_by.as_deref().map(|who| format!(" (by {who})")).unwrap_or_default();
                 fail(state, ErrorKind::Halt, format!("halted: {reason}{by}"));
             }
@@ -439,15 +539,21 @@ fn fail(state: &mut State, error: ErrorKind, reason: String) {
 }
 
 /// A step failed for good. Where it leaves the deploy depends on the step.
+/// Steps that clean up, retried up to their bound even after a failure. Shifting traffic back
+/// after a failure is cleanup too: it must not stop before its bound.
+fn is_cleanup_step(state: &State, command: &str) -> bool {
+    ["remove_rule", "detach", "check_detached", "delete"].contains(&command) || (command == "shift_traffic" && state.failure.is_some())
+}
+
 fn give_up_on(state: &mut State, command: &str, error: &str) {
-    // Shifting traffic back after a failure is cleanup too: it must not stop before its bound.
-    let teardown_step =
-        ["detach", "check_detached", "delete"].contains(&command) || (command == "shift_traffic" && state.failure.is_some());
-    if teardown_step {
+    if is_cleanup_step(state, command) {
         // decide records the abandonment once the retry bound is reached; a permanent error on
         // a teardown step is still retried, because "in use" and eventual consistency look the same.
         return;
     }
+    // The step is over: its failures must not count against the next one (a teardown after a
+    // halt, the old ASG's teardown after final capacity was given up on).
+    state.retry = Retry::default();
     if state.healthy {
         // Only resetting capacity can fail after success: the release is live at its deploy size.
         if let Some(progress) = state.services.values_mut().find(|p| p.needs_final_capacity()) {
@@ -516,8 +622,42 @@ fn teardown(
     target_groups: Vec<String>,
     own_group: Option<String>,
 ) -> Teardown {
-    let stage = if elbs.is_empty() && target_groups.is_empty() { TeardownStage::Delete } else { TeardownStage::Detach };
-    Teardown { asg: asg.to_string(), launch_template, elbs, target_groups, target_group: own_group, stage }
+    let stage = first_stage(&elbs, &target_groups);
+    Teardown { asg: asg.to_string(), launch_template, elbs, target_groups, target_group: own_group, rule: None, stage }
+}
+
+/// An ASG behind load balancers is detached (and drained) before it is deleted.
+fn first_stage(elbs: &[String], target_groups: &[String]) -> TeardownStage {
+    if elbs.is_empty() && target_groups.is_empty() {
+        TeardownStage::Delete
+    } else {
+        TeardownStage::Detach
+    }
+}
+
+/// Whether a denial of the lock by `holder` at `at` is one to wait out: the release rolls back
+/// concurrent deploys, the holder is older (release ids are ULIDs, which sort by creation time:
+/// the newest release wins, so two waiting deploys never cancel each other in turn), and the
+/// wait for this holder is within its bound. Otherwise the reason the deploy fails.
+fn wait_for(state: &State, holder: &str, at: Timestamp) -> Result<LockWait, String> {
+    let request = state.request.as_ref().expect("checked by check_shape");
+    let held = format!("deploy {holder} holds the lock");
+    // An undeploy never cancels a deploy: it runs on the live release's settings, not its own.
+    if state.undeploy.is_some() || request.release.on_concurrent_deploy() != OnConcurrentDeploy::Rollback {
+        return Err(held);
+    }
+    if holder >= request.release_id.as_str() {
+        return Err(format!("{held} and is newer: the newest release wins"));
+    }
+    match &state.waiting {
+        Some(wait) if wait.holder == holder => {
+            if at.ms_since(wait.since) > ROLLBACK_WAIT_SECS_MAX * 1000 {
+                return Err(format!("{held}: it was cancelled but did not clean up within {ROLLBACK_WAIT_SECS_MAX} s"));
+            }
+            Ok(LockWait { denied_at: at, denials: wait.denials + 1, freed: false, ..wait.clone() })
+        }
+        _ => Ok(LockWait { holder: holder.to_string(), since: at, denied_at: at, denials: 1, cancelled: false, freed: false }),
+    }
 }
 
 impl State {
@@ -529,15 +669,26 @@ impl State {
         self.end.is_some()
     }
 
+    /// "deploy" or "undeploy": what this history is, in the word a person reads.
+    pub fn kind(&self) -> &'static str {
+        if self.undeploy.is_some() {
+            "undeploy"
+        } else {
+            "deploy"
+        }
+    }
+
     /// Where the deploy stands, in a word or two a person reads in `skald status`.
     pub fn phase(&self) -> &'static str {
         match (&self.end, &self.failure) {
             (Some(end), _) => end.name(),
             (None, Some(_)) => "cleaning up after a failure",
+            (None, None) if self.undeploy.as_ref().is_some_and(|u| u.planned) => "removing the release",
             (None, None) if self.healthy => "retiring the old release",
             (None, None) if self.is_shifting() => "shifting traffic",
             (None, None) if self.resolved.is_some() => "deploying",
             (None, None) if matches!(self.lock, Lock::Held { .. }) => "checking resources",
+            (None, None) if self.waiting.is_some() => "waiting for a cancelled deploy",
             (None, None) if self.validated => "taking the lock",
             (None, None) if self.request.is_some() => "validating",
             (None, None) => "not started",

@@ -6,7 +6,7 @@
 use super::names::{CONFIG_NAME_LEN_MAX, PROJECT_NAME_LEN_MAX, SERVICE_NAME_LEN_MAX};
 use super::names::{TAG_CONFIG, TAG_DEPLOY_WITH, TAG_MANAGED_BY, TAG_PROJECT, TAG_RELEASE, TAG_SERVICE};
 use super::release::{Autoscaling, LifecycleHook, PolicyKind, Release, Service, Traffic, EXEMPLAR_PRIORITY_OFFSET, TIMEOUT_SECS_MAX};
-use super::release::{TRANSITION_LAUNCHING, TRANSITION_TERMINATING};
+use super::release::{AUTOMATIC_UNDEPLOY_MINUTES_MAX, TRANSITION_LAUNCHING, TRANSITION_TERMINATING};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::fmt;
@@ -72,6 +72,7 @@ pub fn validate(release: &Release) -> Vec<Problem> {
         out.check(ok, "user_data", format!("is {} bytes; EC2 takes at most {USER_DATA_BYTES_MAX}", user_data.len()));
     }
     check_account(&mut out, release);
+    check_undeploy(&mut out, release);
     out.check(release.lifecycle.len() <= LIFECYCLE_HOOKS_MAX, "lifecycle", format!("has more than {LIFECYCLE_HOOKS_MAX} hooks"));
     for (name, hook) in &release.lifecycle {
         check_hook(&mut out, &format!("lifecycle.{name}"), name, hook);
@@ -84,6 +85,18 @@ pub fn validate(release: &Release) -> Vec<Problem> {
         check_service(&mut out, &path, service, release.timeout_secs());
     }
     out.0
+}
+
+/// An automatic undeploy is an undeploy: the release must allow it, and the wait is bounded.
+fn check_undeploy(out: &mut Problems, release: &Release) {
+    let Some(minutes) = release.automatic_undeploy_minutes else { return };
+    let ok = (1..=AUTOMATIC_UNDEPLOY_MINUTES_MAX).contains(&minutes);
+    out.check(ok, "automatic_undeploy_minutes", format!("must be between 1 and {AUTOMATIC_UNDEPLOY_MINUTES_MAX} minutes"));
+    let message = match release.allow_undeploy {
+        Some(false) => "needs undeploy allowed, but `allow_undeploy` is false",
+        _ => "needs `allow_undeploy: true` on a production config (production releases may not be undeployed by default)",
+    };
+    out.check(release.allow_undeploy(), "automatic_undeploy_minutes", message);
 }
 
 #[derive(Default)]

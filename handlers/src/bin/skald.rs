@@ -60,6 +60,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Remove the live release of a project-config: its listener rules, ASGs, launch templates
+    /// and target groups. Refused (and recorded) unless that release allows it: production
+    /// configs must say `"allow_undeploy": true`. With --wait, follow it to its end.
+    Undeploy {
+        project: String,
+        config: String,
+        #[arg(long, default_value = "undeployed from the command line")]
+        reason: String,
+        #[arg(long)]
+        wait: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// The current or last deploy of a project-config.
     Status {
         project: String,
@@ -140,6 +153,9 @@ fn main() -> ExitCode {
                 Box::pin(async move { commands::halt(&env, LockKey { project, config }, reason, json, out).await })
             })
         }
+        Command::Undeploy { project, config, reason, wait, json } => on_aws(&overrides, |env, out| {
+            Box::pin(async move { commands::undeploy(&env, LockKey { project, config }, reason, wait, json, out).await })
+        }),
         Command::Status { project, config, json } => {
             on_aws(&overrides, |env, out| Box::pin(async move { commands::status(&env, LockKey { project, config }, json, out).await }))
         }

@@ -10,7 +10,7 @@ use skald_engine::adapters::memory::MemoryStore;
 use skald_engine::adapters::sim::SimCloud;
 use skald_engine::codec::{decode, StoredEvent};
 use skald_engine::message::Message;
-use skald_engine::ports::{Append, AppendError, Cloud, EventStore, IndexEntry, LockKey, Queue, QueueError, StoreError, Tail};
+use skald_engine::ports::{Append, AppendError, Cloud, EventStore, IndexEntry, LockKey, LockOp, Queue, QueueError, StoreError, Tail};
 use skald_engine::workflow::command::HealthTarget;
 use skald_engine::workflow::health::ServiceReport;
 use skald_engine::workflow::names::TAG_RELEASE;
@@ -281,8 +281,16 @@ impl EventStore for ChaosStore {
             let mut append = append;
             let (refuse, unknown) = {
                 let mut chaos = this.chaos.lock().unwrap();
+                // A worker acts for the deploy it appends to: after reading another deploy (the
+                // one a rollback cancels), its next effects are again its own deploy's.
+                chaos.note_load(&append.deploy);
+                // Drops the lock item and its condition; a deploy's watch note still goes as it would.
                 if chaos.mutation == Some(Mutation::SkipLock) {
-                    append.lock = None;
+                    append.lock = match append.lock.take() {
+                        Some(LockOp::Acquire { key, owner, .. }) => Some(LockOp::Unwatch { key, owner }),
+                        Some(LockOp::Release { .. }) => None,
+                        note => note,
+                    };
                 }
                 let (refuse_rate, unknown_rate) = (chaos.mix.store_refuse, chaos.mix.store_unknown);
                 let refuse = chaos.roll(refuse_rate);
@@ -302,12 +310,12 @@ impl EventStore for ChaosStore {
         }
     }
 
-    fn held_locks(&self) -> impl Future<Output = Result<Vec<(LockKey, String)>, StoreError>> + Send {
+    fn watched(&self) -> impl Future<Output = Result<Vec<(LockKey, String)>, StoreError>> + Send {
         let this = self.clone();
         async move {
             yield_now().await;
             this.refuse_read()?;
-            this.inner.held_locks().await
+            this.inner.watched().await
         }
     }
 
@@ -560,6 +568,7 @@ impl Cloud for ChaosCloud {
             let unchanged = current.unwrap_or_default() == forward;
             this.check_actor(format!("shift_traffic {listener_arn} {priority} {forward:?}"), unchanged, |c| {
                 matches!(c, Command::ShiftTraffic { listener_arn: l, priority: p, forward: f, .. } if *l == listener_arn && *p == priority && *f == forward)
+                    || matches!(c, Command::RemoveRule { listener_arn: l, priority: p, .. } if *l == listener_arn && *p == priority && forward.is_empty())
             });
             let result = this.inner.shift_traffic(&listener_arn, priority, &conditions, &forward).await;
             this.after(result, None)

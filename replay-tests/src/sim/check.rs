@@ -157,6 +157,16 @@ impl Checker {
                 ));
             }
         }
+        // The sweeper sees every unfinished deploy: a deploy that has not taken its lock has a
+        // watch note, exactly until it takes the lock or ends.
+        let notes = store.watch_notes();
+        for (deploy, tracked) in &self.deploys {
+            let state = &tracked.state;
+            let unlocked = state.request.is_some() && matches!(state.lock, Lock::Untried | Lock::Denied) && state.end.is_none();
+            if unlocked != notes.contains_key(deploy) {
+                return Err(format!("deploy {deploy} is yet to take its lock: {unlocked}, but its watch note says {}", !unlocked));
+            }
+        }
         Ok(())
     }
 

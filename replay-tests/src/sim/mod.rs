@@ -26,7 +26,7 @@ use skald_engine::message::Message;
 use skald_engine::ports::Clock;
 use skald_engine::runner::{Handled, RunError, Runner, RunnerConfig, Sweep};
 use skald_engine::workflow::Timestamp;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -118,6 +118,8 @@ type Job = Pin<Box<dyn Future<Output = Done>>>;
 enum External {
     Submit(usize),
     Halt(String),
+    /// (config, undeploy id)
+    Undeploy(String, String),
 }
 
 struct Sim {
@@ -207,6 +209,12 @@ impl Sim {
             .enumerate()
             .map(|(i, d)| (START.plus_ms(d.submit_ms), External::Submit(i)))
             .chain(scenario.halts.iter().map(|(at_ms, config)| (START.plus_ms(*at_ms), External::Halt(config.clone()))))
+            .chain(
+                scenario
+                    .undeploys
+                    .iter()
+                    .map(|(at_ms, config, id)| (START.plus_ms(*at_ms), External::Undeploy(config.clone(), id.clone()))),
+            )
             .collect();
         // Latest first, so the next one due pops off the end; ties keep their drawn order.
         externals.reverse();
@@ -263,7 +271,9 @@ impl Sim {
                 self.next_sweep_at = now.plus_ms(self.scenario.sweep_every_ms);
             }
             let busy: Vec<usize> = (0..self.slots.len()).filter(|s| self.slots[*s].is_some()).collect();
-            if !self.faults_on() && self.externals.is_empty() && busy.is_empty() && self.all_ended() {
+            // At rest once nothing is queued either: a queued automatic undeploy is still to come.
+            let queued = self.queue.next_visible_at().is_some();
+            if !self.faults_on() && self.externals.is_empty() && busy.is_empty() && !queued && self.all_ended() {
                 return self.at_rest();
             }
             if now.ms_since(self.fault_end) > LIVENESS_MS {
@@ -327,6 +337,13 @@ impl Sim {
                     project: self.scenario.deploys[0].release.project_name.clone(),
                     config,
                     reason: format!("halted by the simulation at {now}"),
+                },
+                External::Undeploy(config, undeploy_id) => Message::UndeployRequested {
+                    project: self.scenario.deploys[0].release.project_name.clone(),
+                    config,
+                    reason: format!("undeployed by the simulation at {now}"),
+                    undeploy_id,
+                    of_release: None,
                 },
             };
             self.queue.push(&message, 0);
@@ -409,15 +426,20 @@ impl Sim {
         Ok(())
     }
 
+    /// Every planned deploy, and every undeploy that was started, has ended.
     fn all_ended(&self) -> bool {
-        self.scenario.deploys.iter().all(|d| {
-            let history = self.store.events_after(&d.release_id, 0);
+        self.expected().iter().all(|deploy| {
+            let history = self.store.events_after(deploy, 0);
             history.last().is_some_and(|e| e.kind == "DeploySucceeded" || e.kind == "DeployFailed")
         })
     }
 
+    fn expected(&self) -> BTreeSet<String> {
+        self.scenario.deploys.iter().map(|d| d.release_id.clone()).chain(self.store.deploy_ids()).collect()
+    }
+
     fn at_rest(&self) -> Result<(), String> {
-        let expected: Vec<String> = self.scenario.deploys.iter().map(|d| d.release_id.clone()).collect();
+        let expected: Vec<String> = self.expected().into_iter().collect();
         let chaos = self.chaos.lock().unwrap();
         self.checker.at_rest(&self.store, &self.cloud, &chaos, &expected)
     }

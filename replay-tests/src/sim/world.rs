@@ -5,7 +5,7 @@ use super::rng::Rng;
 use skald_engine::adapters::local::{example_release, example_traffic, provision_traffic};
 use skald_engine::adapters::sim::{Fate, SimCloud, Timings};
 use skald_engine::workflow::names::{instance_profile_paths, ALL, DEPLOYER, TAG_CONFIG, TAG_DEPLOY_WITH, TAG_PROJECT, TAG_SERVICE};
-use skald_engine::workflow::release::{Strategy, Traffic};
+use skald_engine::workflow::release::{OnConcurrentDeploy, Strategy, Traffic};
 use skald_engine::workflow::Release;
 
 /// The configs a seed may deploy to (all of the example's project).
@@ -35,6 +35,8 @@ pub struct Scenario {
     pub deploys: Vec<Planned>,
     /// (virtual ms after the start, config) of each halt a person sends.
     pub halts: Vec<(u64, String)>,
+    /// (virtual ms after the start, config, undeploy id) of each undeploy a person asks for.
+    pub undeploys: Vec<(u64, String, String)>,
     /// How often the scheduled sweeper runs.
     pub sweep_every_ms: u64,
     /// Faults stop this long after the start.
@@ -55,6 +57,9 @@ impl Scenario {
         // before traffic shifting existed (the regression seeds keep reproducing their scenario).
         let mut traffic_rng = Rng::new(seed ^ 0x7472_6166_6669_6300);
         let traffic_configs: Vec<String> = configs.iter().filter(|_| traffic_rng.chance(400)).cloned().collect();
+        // Rollbacks and undeploys too: seeds drawn before they existed keep their other choices.
+        let mut later_rng = Rng::new(seed ^ 0x726f_6c6c_6261_636b);
+        let rollback_configs: Vec<String> = configs.iter().filter(|_| later_rng.chance(400)).cloned().collect();
         // Racing releases: most seeds submit in a burst, the rest spread over half an hour.
         let window_ms = if rng.chance(600) { rng.between(0, 20_000) } else { 30 * 60_000 };
         let count = rng.between(2, 7);
@@ -63,9 +68,11 @@ impl Scenario {
                 let config = rng.pick(&configs).clone();
                 let release_id = format!("01SIM{:04}{:017}", n, seed % 100_000_000_000_000_000);
                 let fates = ["web", "worker"].iter().map(|service| (format!("-{service}-{release_id}"), draw_fate(rng))).collect();
+                let mut release = draw_release(rng, &config, traffic_configs.contains(&config).then_some(&mut traffic_rng));
+                draw_undeploy_settings(&mut release, &mut later_rng, rollback_configs.contains(&config));
                 Planned {
                     submit_ms: rng.between(0, window_ms),
-                    release: draw_release(rng, &config, traffic_configs.contains(&config).then_some(&mut traffic_rng)),
+                    release,
                     release_id,
                     fates,
                     doomed_cleanup: rng.chance(100),
@@ -75,12 +82,19 @@ impl Scenario {
             .collect::<Vec<_>>();
         let last_submit_ms = deploys.iter().map(|d| d.submit_ms).max().unwrap_or(0);
         let halts = (0..rng.below(3)).map(|_| (rng.between(0, last_submit_ms + 20 * 60_000), rng.pick(&configs).clone())).collect();
+        let undeploys = (0..later_rng.below(3))
+            .map(|n| {
+                let at_ms = later_rng.between(0, last_submit_ms + 40 * 60_000);
+                (at_ms, later_rng.pick(&configs).clone(), format!("01SIMU{n:03}{:017}", seed % 100_000_000_000_000_000))
+            })
+            .collect();
         Scenario {
             timings,
             configs,
             traffic_configs,
             deploys,
             halts,
+            undeploys,
             sweep_every_ms: rng.between(60, 300) * 1000,
             fault_phase_ms: last_submit_ms + rng.between(0, 40 * 60_000),
         }
@@ -169,6 +183,18 @@ fn draw_release(rng: &mut Rng, config: &str, traffic_rng: Option<&mut Rng>) -> R
     worker.min_size = Some(rng.between(1, 2) as u32);
     worker.max_size = Some(2);
     release
+}
+
+/// Rollback of concurrent deploys for the configs that roll back; now and then an explicit undeploy
+/// safety, and an automatic undeploy where undeploy is allowed.
+fn draw_undeploy_settings(release: &mut Release, rng: &mut Rng, rollback: bool) {
+    if rollback {
+        release.on_concurrent_deploy = Some(OnConcurrentDeploy::Rollback);
+    }
+    release.allow_undeploy = *rng.pick(&[None, None, Some(true), Some(false)]);
+    if release.allow_undeploy() && rng.chance(150) {
+        release.automatic_undeploy_minutes = Some(rng.between(1, 30));
+    }
 }
 
 fn draw_fate(rng: &mut Rng) -> Fate {

@@ -39,6 +39,10 @@ impl AwsCloud {
     }
 
     async fn images(&self, reference: &str) -> Result<Vec<Found>, CloudError> {
+        // An undeploy's query names no AMI.
+        if reference.is_empty() {
+            return Ok(Vec::new());
+        }
         let request = self.ec2.describe_images();
         let request = if reference.starts_with("ami-") { request.image_ids(reference) } else { request.filters(name_filter(reference)) };
         match request.send().await {
