@@ -63,8 +63,7 @@ fn lookup() -> Lookup {
         roles: BTreeMap::from([("hooks".into(), "arn:aws:iam::123456789012:role/hooks".into())]),
         topics: BTreeMap::from([("hooks".into(), "arn:aws:sns:eu-west-1:123456789012:hooks".into())]),
         asgs: vec![],
-        listeners: BTreeMap::new(),
-        template_target_groups: BTreeMap::new(),
+        ..Lookup::default()
     }
 }
 
@@ -213,4 +212,137 @@ fn two_live_asgs_for_one_service_or_one_with_this_release_id_are_refused() {
 
     l.asgs = vec![asg("web-a", "web", RELEASE_ID, 1)];
     assert_eq!(problems(&l), [format!("release_id: ASG `web-a` already carries release id {RELEASE_ID}")]);
+}
+
+// ---- template services --------------------------------------------------------------------
+
+use skald_engine::workflow::resources::{FoundImage, FoundLaunchTemplate, FoundTemplate};
+
+/// The release with web cloned from `web-template`, and `ami` as given.
+fn template_release(ami: &str) -> Release {
+    let mut release = release();
+    let web = release.services.get_mut("web").unwrap();
+    *web = parse_release_service(r#"{ "template": "web-template" }"#);
+    release.ami = ami.into();
+    release
+}
+
+fn parse_release_service(json: &str) -> skald_engine::workflow::release::Service {
+    serde_json::from_str(json).unwrap()
+}
+
+/// A template scoped to web, on launch template lt-0web at versions 1 to 7 (default 5).
+fn template(extra_tags: &[(&str, &str)]) -> FoundTemplate {
+    let mut tags: Tags = scoped("web").into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    tags.extend(extra_tags.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    FoundTemplate {
+        tags,
+        launch_template: Some(FoundLaunchTemplate { id: "lt-0web".into(), name: "web".into(), latest_version: 7, default_version: 5 }),
+        subnet_ids: vec!["subnet-0t1".into(), "subnet-0t2".into()],
+        elbs: vec![],
+        target_group_arns: vec!["arn:tg/web-template-lb".into()],
+    }
+}
+
+fn lookup_with(template: FoundTemplate) -> Lookup {
+    Lookup { templates: BTreeMap::from([("web-template".to_string(), template)]), ..lookup() }
+}
+
+#[test]
+fn a_template_service_clones_its_template_at_the_latest_version_with_the_new_ami() {
+    let resolved =
+        check(&template_release("base"), RELEASE_ID, &lookup_with(template(&[("skald:min_size", "2"), ("skald:max_size", "6")])))
+            .unwrap_or_else(|p| panic!("{p:?}"));
+    let web = &resolved.services["web"];
+    let clone = web.template.as_ref().expect("web is a clone");
+    assert_eq!((clone.launch_template_id.as_str(), clone.source_version, clone.image_id.as_deref()), ("lt-0web", 7, Some("ami-01")));
+    assert_eq!(clone.subnet_ids, ["subnet-0t1", "subnet-0t2"], "the template's subnets");
+    assert_eq!(web.target_group_arns, ["arn:tg/web-template-lb"], "the template's load balancers decide health");
+    assert_eq!((web.capacity.min_size, web.capacity.max_size), (2, 6), "sizes from the template's tags");
+}
+
+#[test]
+fn a_rollback_uses_the_named_version_as_it_is() {
+    for (ami, version) in
+        [("$launchtemplate:3", 3), ("$launchtemplate:$Latest", 7), ("$launchtemplate:$Default", 5), ("$launchtemplate:$LatestMinus:2", 5)]
+    {
+        let mut release = template_release(ami);
+        release.services.remove("worker");
+        release.subnets.clear();
+        let resolved = check(&release, RELEASE_ID, &lookup_with(template(&[]))).unwrap_or_else(|p| panic!("{ami}: {p:?}"));
+        let clone = resolved.services["web"].template.clone().unwrap();
+        assert_eq!((clone.source_version, clone.image_id), (version, None), "{ami}");
+    }
+}
+
+#[test]
+fn a_rollback_to_a_version_that_does_not_exist_is_refused() {
+    for ami in ["$launchtemplate:8", "$launchtemplate:$LatestMinus:7"] {
+        let mut release = template_release(ami);
+        release.services.remove("worker");
+        release.subnets.clear();
+        let problems: Vec<String> =
+            check(&release, RELEASE_ID, &lookup_with(template(&[]))).unwrap_err().iter().map(ToString::to_string).collect();
+        assert_eq!(problems, ["services.web.template: launch template web has versions 1 to 7: `ami` names none of them"], "{ami}");
+    }
+}
+
+#[test]
+fn a_template_must_exist_be_scoped_and_have_sizes_that_are_numbers() {
+    let release = template_release("base");
+    let missing: Vec<String> = check(&release, RELEASE_ID, &lookup()).unwrap_err().iter().map(ToString::to_string).collect();
+    assert_eq!(missing, ["services.web.template: no template ASG `web-template` found"]);
+
+    let mut foreign = template(&[]);
+    foreign.tags.insert("ServiceName".into(), "api".into());
+    let unscoped: Vec<String> = check(&release, RELEASE_ID, &lookup_with(foreign)).unwrap_err().iter().map(ToString::to_string).collect();
+    assert!(unscoped[0].starts_with("services.web.template: template ASG `web-template` is not tagged ServiceName=web"), "{unscoped:?}");
+
+    let bad_size = check(&release, RELEASE_ID, &lookup_with(template(&[("skald:max_size", "lots")]))).unwrap_err();
+    assert_eq!(bad_size[0].to_string(), "services.web.template: tag skald:max_size is `lots`, not a size");
+
+    let mut no_lt = template(&[]);
+    no_lt.launch_template = None;
+    let unclonable = check(&release, RELEASE_ID, &lookup_with(no_lt)).unwrap_err();
+    assert!(unclonable[0].to_string().contains("uses no launch template"), "{unclonable:?}");
+}
+
+#[test]
+fn a_name_prefix_takes_the_newest_image_of_an_allowed_owner() {
+    let mut release = template_release("$name-prefix:shop-app-");
+    release.ami_owners = vec!["111122223333".into(), "self".into()];
+    let image = |id: &str, name: &str, owner: &str, created: &str| FoundImage {
+        id: id.into(),
+        name: name.into(),
+        owner: owner.into(),
+        created: created.into(),
+    };
+    let mut lookup = lookup_with(template(&[]));
+    lookup.images_by_prefix = vec![
+        image("ami-old", "shop-app-1", "111122223333", "2026-01-01T00:00:00.000Z"),
+        image("ami-own", "shop-app-2", "123456789012", "2026-02-01T00:00:00.000Z"),
+        image("ami-foreign", "shop-app-3", "999999999999", "2026-03-01T00:00:00.000Z"),
+    ];
+    let resolved = check(&release, RELEASE_ID, &lookup).unwrap_or_else(|p| panic!("{p:?}"));
+    assert_eq!(resolved.ami_id, "ami-own", "the newest from an allowed owner (`self` is this account)");
+
+    lookup.images_by_prefix.retain(|i| i.id == "ami-foreign");
+    let none: Vec<String> = check(&release, RELEASE_ID, &lookup).unwrap_err().iter().map(ToString::to_string).collect();
+    assert_eq!(none, ["ami: no available AMI named `shop-app-…` owned by 111122223333, self"]);
+}
+
+#[test]
+fn the_template_is_never_the_previous_or_a_dropped_asg() {
+    // Given a template scoped to web, which the project-config's ASG lookup finds too
+    let mut lookup = lookup_with(template(&[]));
+    let mut as_asg = asg("web-template", "web", "", 0);
+    as_asg.tags.remove("ManagedBy");
+    lookup.asgs = vec![as_asg];
+
+    // When a release cloning it (and one no longer naming web at all) is checked
+    let resolved = check(&template_release("base"), RELEASE_ID, &lookup).unwrap_or_else(|p| panic!("{p:?}"));
+
+    // Then it is neither web's previous ASG nor an ASG to drop: no deploy ever deletes it
+    assert!(resolved.services["web"].previous.is_none());
+    assert!(resolved.dropped.is_empty(), "{:?}", resolved.dropped);
 }

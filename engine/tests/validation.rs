@@ -188,11 +188,11 @@ fn parse_reports_missing_ami_at_the_release() {
 }
 
 #[test]
-fn parse_reports_missing_instance_type_at_its_service() {
-    let problem = parse_error_with(|v| {
+fn a_service_without_instance_type_or_template_is_refused_at_its_instance_type() {
+    let problems = problems_with(|v| {
         web(v).as_object_mut().unwrap().remove("instance_type");
     });
-    assert_parse_error(&problem, "services.web", "missing field `instance_type`");
+    assert_only(&problems, "services.web.instance_type", "is missing: give an instance type such as t3.micro, or a `template`");
 }
 
 #[test]
@@ -465,7 +465,8 @@ fn instance_type_accepts_family_dot_size() {
 
 #[test]
 fn instance_type_rejects_malformed_values() {
-    for it in ["t3micro", "T3.micro", "t3.", ".micro", "t3.micro.large", "t3 .micro", ""] {
+    // (An empty one is "missing": see a_service_without_instance_type_or_template_is_refused…)
+    for it in ["t3micro", "T3.micro", "t3.", ".micro", "t3.micro.large", "t3 .micro"] {
         assert_only(
             &problems_with(|v| web(v)["instance_type"] = json!(it)),
             "services.web.instance_type",
@@ -1152,5 +1153,64 @@ fn automatic_undeploy_minutes_are_bounded() {
         });
         assert_eq!(paths(&problems), ["automatic_undeploy_minutes"], "{minutes}");
         assert!(problems[0].message.contains("between 1 and 10080 minutes"), "{}", problems[0]);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Template services and the AMI's `$` forms
+// ---------------------------------------------------------------------------------------------
+
+/// The minimal release with web cloned from a template instead of described.
+fn template_release(mutate: impl FnOnce(&mut Value)) -> Vec<Problem> {
+    problems_with(|v| {
+        v["services"]["web"] = json!({ "template": "web-template" });
+        v.as_object_mut().unwrap().remove("subnets");
+        mutate(v);
+    })
+}
+
+#[test]
+fn a_template_service_needs_nothing_but_its_template() {
+    assert!(template_release(|_| {}).is_empty(), "{:?}", template_release(|_| {}));
+}
+
+#[test]
+fn what_the_template_brings_cannot_also_be_given() {
+    let problems = template_release(|v| {
+        web(v)["instance_type"] = json!("t3.micro");
+        web(v)["security_groups"] = json!(["sg-0a1b"]);
+        web(v)["autoscaling"] = json!({ "policies": [{ "type": "cpu_scale_up" }] });
+    });
+    assert_eq!(paths(&problems), ["services.web.instance_type", "services.web.security_groups", "services.web.autoscaling.policies"]);
+    assert!(problems.iter().all(|p| p.message.contains("comes from the template")), "{problems:?}");
+}
+
+#[test]
+fn template_services_take_their_subnets_from_the_template() {
+    let problems = template_release(|v| v["subnets"] = json!(["subnet-0a1b"]));
+    assert_only(&problems, "subnets", "must be absent: template services take their template's subnets");
+}
+
+#[test]
+fn an_ami_name_prefix_needs_its_owners() {
+    let problems = problems_with(|v| v["ami"] = json!("$name-prefix:shop-app-"));
+    assert_only(&problems, "ami_owners", "must list the accounts");
+    let owned = problems_with(|v| {
+        v["ami"] = json!("$name-prefix:shop-app-");
+        v["ami_owners"] = json!(["123456789012", "self", "amazon"]);
+    });
+    assert_only(&owned, "ami_owners[2]", "`amazon` is neither a 12-digit account id nor `self`");
+}
+
+#[test]
+fn a_launch_template_version_is_only_for_template_services() {
+    let described = problems_with(|v| v["ami"] = json!("$launchtemplate:3"));
+    assert_only(&described, "ami", "needs every service to be cloned from a template");
+    for good in ["$launchtemplate:3", "$launchtemplate:$Latest", "$launchtemplate:$Default", "$launchtemplate:$LatestMinus:2"] {
+        assert!(template_release(|v| v["ami"] = json!(good)).is_empty(), "{good}");
+    }
+    for bad in ["$launchtemplate:0", "$launchtemplate:abc", "$launchtemplate:$LatestMinus:0", "$latest"] {
+        let problems = template_release(|v| v["ami"] = json!(bad));
+        assert_eq!(paths(&problems), ["ami"], "{bad}: {problems:?}");
     }
 }

@@ -158,7 +158,7 @@ fn the_cloud_permissions_are_exactly_the_adapters_calls() {
     ];
     // provision.rs is not here: it builds the example world for demos and tests.
     let mut called = BTreeSet::new();
-    for file in ["lookup.rs", "launch.rs", "observe.rs", "traffic.rs", "mod.rs"] {
+    for file in ["lookup.rs", "launch.rs", "template.rs", "observe.rs", "traffic.rs", "mod.rs"] {
         called.extend(calls(&source(&format!("engine/src/adapters/aws/{file}")), &clients));
     }
     // GetCallerIdentity needs no permission (it cannot be denied).
@@ -285,6 +285,8 @@ fn unscoped_resources_are_describe_calls_only() {
 
 /// Launch templates and ASGs are created only carrying ManagedBy=skald (aws:RequestTag), and
 /// changed or deleted only when they carry it (aws:ResourceTag); tags go on only with a create.
+/// A template's launch template (not skald's) only gets new versions, and only once it opted in
+/// with a ProjectName tag.
 #[test]
 fn asgs_and_launch_templates_change_only_under_skalds_tags() {
     let creates = ["ec2:CreateLaunchTemplate", "autoscaling:CreateAutoScalingGroup", "autoscaling:CreateOrUpdateTags"];
@@ -295,6 +297,9 @@ fn asgs_and_launch_templates_change_only_under_skalds_tags() {
         "autoscaling:DetachLoadBalancers",
         "autoscaling:DetachLoadBalancerTargetGroups",
         "autoscaling:PutScalingPolicy",
+        "autoscaling:PutLifecycleHook",
+        "autoscaling:EnableMetricsCollection",
+        "autoscaling:PutWarmPool",
     ];
     let skald = Some(Value::from("skald"));
     for s in lambda().iter().filter(|s| s.allow) {
@@ -304,6 +309,10 @@ fn asgs_and_launch_templates_change_only_under_skalds_tags() {
             }
             if changes.contains(&action.as_str()) {
                 assert_eq!(condition(s, "StringEquals", "aws:ResourceTag/ManagedBy"), skald, "{}: {action}", s.sid);
+            }
+            if action == "ec2:CreateLaunchTemplateVersion" {
+                assert_eq!(s.actions, [action.as_str()], "{}: stands alone", s.sid);
+                assert_eq!(condition(s, "Null", "aws:ResourceTag/ProjectName"), Some(Value::from("false")), "{}: opted in", s.sid);
             }
             if action == "ec2:CreateTags" {
                 let on_create = condition(s, "StringEquals", "ec2:CreateAction");

@@ -7,11 +7,13 @@
 //! `corpus/broken/`. The files are then frozen: `tests/corpus.rs` replays them with whatever
 //! code is current, so a change that alters how an old history folds or what it decides fails.
 
-use skald_engine::adapters::local::{example_release, example_traffic, provision_example, Local};
+use skald_engine::adapters::local::{example_release, example_traffic, provision_example, template_for, Local};
 use skald_engine::adapters::memory::AppendFault;
 use skald_engine::adapters::sim::{Fate, Op, Timings};
 use skald_engine::codec::{self, StoredEvent};
+use skald_engine::workflow::names::{TAG_CONFIG, TAG_PROJECT, TAG_SERVICE};
 use skald_engine::workflow::release::{OnConcurrentDeploy, Strategy, Traffic};
+use skald_engine::workflow::resources::FoundTemplate;
 use skald_engine::workflow::{CloudError, Release, Timestamp};
 
 /// 2026-11-21T12:00:00Z: every corpus run starts here.
@@ -62,6 +64,11 @@ pub fn scenarios() -> Vec<Scenario> {
             name: "traffic-halted",
             shows: "a halt mid-shift: traffic back to the old group first, then the new ASG and group deleted",
             run: traffic_halted,
+        },
+        Scenario {
+            name: "template-clone",
+            shows: "a second release of a service cloned from a template ASG: a new launch template version, sizes from the template's tags, the first clone retired",
+            run: template_clone,
         },
         Scenario {
             name: "rollback-concurrent",
@@ -162,6 +169,21 @@ fn traffic_halted() -> Vec<StoredEvent> {
     local.submit(&release, &id(2));
     until_event(&local, &id(2), "TrafficShifted");
     local.halt(&release, "error rate up on the new release");
+    finish(&local, &id(2))
+}
+
+fn template_clone() -> Vec<StoredEvent> {
+    let mut release = release();
+    release.services.insert("web".into(), serde_json::from_str(r#"{ "template": "web-template" }"#).expect("a template service parses"));
+    let local = world(&release);
+    let scope = [(TAG_PROJECT, release.project_name.as_str()), (TAG_CONFIG, release.config_name.as_str()), (TAG_SERVICE, "web")];
+    let target_group = local.cloud.add_target_group("web-template-tg", &scope);
+    let subnet_ids = vec!["subnet-00000000000000000".to_string()];
+    let template = FoundTemplate { subnet_ids, target_group_arns: vec![target_group], ..template_for(&release, "web", 3, (2, 3)) };
+    local.cloud.add_template("web-template", template);
+    local.submit(&release, &id(1));
+    finish(&local, &id(1));
+    local.submit(&release, &id(2));
     finish(&local, &id(2))
 }
 

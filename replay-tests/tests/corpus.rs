@@ -49,6 +49,7 @@ const ENDS: &[(&str, &str)] = &[
     ("retried-and-resumed", "Success"),
     ("traffic-shift", "Success"),
     ("traffic-halted", "FailureClean"),
+    ("template-clone", "Success"),
     ("rollback-concurrent", "Success"),
     ("undeploy", "Success"),
     ("undeploy-refused", "FailureClean"),

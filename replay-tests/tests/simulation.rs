@@ -162,11 +162,12 @@ fn seeds_that_found_bugs_stay_fixed() {
 }
 
 #[test]
-fn seeds_cover_rollbacks_and_undeploys() {
-    // Given CI's first 300 seeds, some of whose configs roll back concurrent deploys and some of
-    // whose people ask for undeploys, when they run, then each flow of issue 8 happens in some
-    // seed: a running deploy cancelled and waited out, an undeploy done (rule removed too), an
-    // undeploy refused by the production safety, and an automatic undeploy.
+fn seeds_cover_clones_rollbacks_and_undeploys() {
+    // Given CI's first 300 seeds, some of whose configs clone a template ASG or roll back
+    // concurrent deploys, and some of whose people ask for undeploys, when they run, then each flow of issue 8 happens in some
+    // seed: a service cloned from a template, a running deploy cancelled and waited out, an
+    // undeploy done (rule removed too), an undeploy refused by the production safety, and an
+    // automatic undeploy.
     let reports: Vec<sim::Report> = (0..300).map(|seed| sim::run(seed, None).unwrap_or_else(|f| panic!("{f}"))).collect();
     let seeds_with = |kind: &str| reports.iter().filter(|r| r.histories.values().any(|h| h.iter().any(|e| e.kind == kind))).count();
     let refused = reports
@@ -179,7 +180,18 @@ fn seeds_cover_rollbacks_and_undeploys() {
             r.histories.values().flatten().any(|e| e.kind == "UndeployRequested" && e.body.to_string().contains("automatic_undeploy"))
         })
         .count();
+    let clones = reports
+        .iter()
+        .filter(|r| {
+            r.histories.values().flatten().any(|e| e.kind == "ServiceLaunched")
+                && r.histories
+                    .values()
+                    .flatten()
+                    .any(|e| e.kind == "CommandStarted" && e.body.to_string().contains("\"launch_template_id\""))
+        })
+        .count();
     for (flow, count) in [
+        ("a service cloned from a template ASG", clones),
         ("a rollback of a concurrent deploy", seeds_with("ConcurrentDeployCancelled")),
         ("an undeploy", seeds_with("UndeployPlanned")),
         ("an undeploy removing a listener rule", seeds_with("RuleRemoved")),

@@ -9,8 +9,8 @@ use crate::message::Message;
 use crate::ports::{Clock, Cloud};
 use crate::runner::{Handled, RunError, Runner, RunnerConfig};
 use crate::workflow::names::{instance_profile_paths, ALL, DEPLOYER, TAG_CONFIG, TAG_DEPLOY_WITH, TAG_PROJECT, TAG_SERVICE};
-use crate::workflow::release::Traffic;
-use crate::workflow::resources::{RuleCondition, TargetGroupShape, Weighted};
+use crate::workflow::release::{Traffic, TAG_TEMPLATE_MAX_SIZE, TAG_TEMPLATE_MIN_SIZE};
+use crate::workflow::resources::{FoundLaunchTemplate, FoundTemplate, RuleCondition, TargetGroupShape, Weighted};
 use crate::workflow::{Recorded, Release, State, Timestamp};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -155,6 +155,31 @@ pub fn provision_traffic(cloud: &SimCloud, traffic: &Traffic, scope: &[(&str, &s
     let template = cloud.add_template_target_group(&traffic.target_group, scope, shape);
     let conditions = [RuleCondition { field: "path-pattern".into(), values: vec!["/*".into()] }];
     cloud.add_rule(&traffic.listener, traffic.exemplar_priority(), &conditions, &[Weighted { target_group: template, weight: 100 }]);
+}
+
+/// A template ASG for `service` of `release`'s project-config, scoped to it, on launch template
+/// `lt-0<service>` at version `latest_version`, sizing its clones by its tags; callers add its
+/// subnets and load balancers.
+pub fn template_for(release: &Release, service: &str, latest_version: u64, (min_size, max_size): (u32, u32)) -> FoundTemplate {
+    let tags = [
+        (TAG_PROJECT, release.project_name.clone()),
+        (TAG_CONFIG, release.config_name.clone()),
+        (TAG_SERVICE, service.to_string()),
+        (TAG_TEMPLATE_MIN_SIZE, min_size.to_string()),
+        (TAG_TEMPLATE_MAX_SIZE, max_size.to_string()),
+    ];
+    FoundTemplate {
+        tags: tags.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+        launch_template: Some(FoundLaunchTemplate {
+            id: format!("lt-0{service}"),
+            name: service.to_string(),
+            latest_version,
+            default_version: 1,
+        }),
+        subnet_ids: Vec::new(),
+        elbs: Vec::new(),
+        target_group_arns: Vec::new(),
+    }
 }
 
 /// The example project the demo and the tests deploy.

@@ -10,8 +10,9 @@ use crate::ports::{Clock, Cloud};
 use crate::workflow::command::HealthTarget;
 use crate::workflow::health::{InstanceReport, ServiceReport};
 use crate::workflow::names::{TAG_CONFIG, TAG_PROJECT, TAG_RELEASE};
+use crate::workflow::release::AMI_NAME_PREFIX;
 use crate::workflow::resources::{ExistingAsg, Found, FoundProfile, FoundRule, FoundTargetGroup, Lookup, Query, RuleCondition, Tags};
-use crate::workflow::resources::{TargetGroupShape, Weighted};
+use crate::workflow::resources::{FoundImage, FoundTemplate, TargetGroupShape, Weighted};
 use crate::workflow::{CloudError, LaunchSpec, Timestamp};
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -111,6 +112,10 @@ struct World {
     asgs: BTreeMap<String, SimAsg>,
     /// Template target groups, by name, with the settings a release's group copies.
     template_target_groups: BTreeMap<String, FoundTargetGroup>,
+    /// Template ASGs, by name.
+    templates: BTreeMap<String, FoundTemplate>,
+    /// Images found by name prefix (and owner).
+    named_images: Vec<FoundImage>,
     /// Target groups skald created, by name.
     own_target_groups: BTreeMap<String, Found>,
     /// Listener rules, by listener ARN.
@@ -181,6 +186,20 @@ impl SimCloud {
         let template = FoundTargetGroup { arn: arn.clone(), tags: found(&arn, tags).tags, shape };
         self.with(|w| w.template_target_groups.insert(name.into(), template));
         arn
+    }
+
+    /// A template ASG that services may be cloned from.
+    pub fn add_template(&self, name: &str, template: FoundTemplate) {
+        self.with(|w| w.templates.insert(name.into(), template));
+    }
+
+    pub fn template(&self, name: &str) -> Option<FoundTemplate> {
+        self.with(|w| w.templates.get(name).cloned())
+    }
+
+    /// An image that `$name-prefix:` AMIs may resolve to.
+    pub fn add_named_image(&self, image: FoundImage) {
+        self.with(|w| w.named_images.push(image));
     }
 
     /// A rule on an ALB listener (the listener is created with its first rule).
@@ -300,6 +319,20 @@ impl SimCloud {
                     elbs: a.elbs.clone(),
                     target_groups: a.target_groups.clone(),
                 })
+                .chain(
+                    // As on AWS, a template ASG scoped to the project-config is among its ASGs.
+                    w.templates
+                        .iter()
+                        .filter(|(_, t)| t.tags.get(TAG_PROJECT) == Some(&query.project) && t.tags.get(TAG_CONFIG) == Some(&query.config))
+                        .map(|(name, t)| ExistingAsg {
+                            name: name.clone(),
+                            desired_capacity: 0,
+                            tags: t.tags.clone(),
+                            launch_template: t.launch_template.as_ref().map(|lt| lt.name.clone()),
+                            elbs: t.elbs.clone(),
+                            target_groups: t.target_group_arns.clone(),
+                        }),
+                )
                 .collect();
             Lookup {
                 account_id: w.account_id.clone(),
@@ -315,6 +348,8 @@ impl SimCloud {
                 asgs,
                 listeners: pick(&w.listeners, &query.listeners),
                 template_target_groups: pick(&w.template_target_groups, &query.template_target_groups),
+                templates: pick(&w.templates, &query.templates),
+                images_by_prefix: images_by_prefix(&w.named_images, query),
             }
         })
     }
@@ -330,10 +365,26 @@ impl SimCloud {
                     Err(CloudError::permanent("AlreadyExists", format!("an ASG named {} exists and is not this release's", spec.asg_name)))
                 };
             }
-            w.launch_templates.insert(spec.launch_template_name.clone(), spec.tags.clone());
+            let launch_template = match &spec.template {
+                // A clone runs on a new version of its template's launch template (a rollback on
+                // the version it names): the launch template is the template's, not the ASG's own.
+                Some(clone) => {
+                    let template =
+                        w.templates.values_mut().find_map(|t| t.launch_template.as_mut().filter(|lt| lt.id == clone.launch_template_id));
+                    let template = template.ok_or_else(|| CloudError::permanent("ValidationError", "no such launch template"))?;
+                    if clone.image_id.is_some() {
+                        template.latest_version += 1;
+                    }
+                    template.name.clone()
+                }
+                None => {
+                    w.launch_templates.insert(spec.launch_template_name.clone(), spec.tags.clone());
+                    spec.launch_template_name.clone()
+                }
+            };
             let mut asg = SimAsg {
                 tags: spec.tags.clone(),
-                launch_template: spec.launch_template_name.clone(),
+                launch_template,
                 min_size: spec.min_size,
                 max_size: spec.max_size,
                 desired: 0,
@@ -360,6 +411,12 @@ fn target_group_arn(name: &str) -> String {
 
 fn found(id: &str, tags: &[(&str, &str)]) -> Found {
     Found { id: id.into(), tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect() }
+}
+
+/// For a `$name-prefix:` AMI: the images so named of the owners asked for.
+fn images_by_prefix(images: &[FoundImage], query: &Query) -> Vec<FoundImage> {
+    let Some(prefix) = query.ami.strip_prefix(AMI_NAME_PREFIX) else { return Vec::new() };
+    images.iter().filter(|i| i.name.starts_with(prefix) && query.ami_owners.contains(&i.owner)).cloned().collect()
 }
 
 fn pick<V: Clone>(pool: &BTreeMap<String, V>, wanted: &std::collections::BTreeSet<String>) -> BTreeMap<String, V> {
@@ -571,6 +628,8 @@ impl Cloud for SimCloud {
                 // The group first, as the AWS adapter does: one a rule still uses keeps its ASG.
                 target_group.map_or(Ok(()), |tg| w.delete_target_group(tg))?;
                 w.asgs.remove(asg);
+                // A template is an ASG like any other to the API: deleting it by name works.
+                w.templates.remove(asg);
                 if let Some(lt) = launch_template {
                     w.launch_templates.remove(lt);
                 }

@@ -6,7 +6,7 @@
 
 use super::health::ServiceReport;
 use super::release::Policy;
-use super::resources::{Lookup, Query, ResolvedHook, RuleCondition, Tags, TargetGroupShape, Weighted};
+use super::resources::{Lookup, Query, ResolvedHook, ResolvedTemplate, RuleCondition, Tags, TargetGroupShape, Weighted};
 use super::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -30,7 +30,7 @@ pub enum Command {
     },
     /// Look up every resource the release names.
     ResolveResources {
-        query: Query,
+        query: Box<Query>,
     },
     /// Create a release's own target group for a traffic-shifted service, cloned from a template.
     CreateTargetGroup {
@@ -151,7 +151,20 @@ impl fmt::Display for Command {
             Command::CancelDeploy { deploy, .. } => write!(f, "cancel deploy {deploy}"),
             Command::ResolveResources { .. } => write!(f, "resolve resources"),
             Command::CreateTargetGroup { service, name, .. } => write!(f, "create target group {name} for {service}"),
-            Command::Launch { spec } => write!(f, "launch {} ({})", spec.asg_name, instances(spec.desired_capacity)),
+            Command::Launch { spec } => {
+                write!(f, "launch {} ({})", spec.asg_name, instances(spec.desired_capacity))?;
+                match &spec.template {
+                    Some(t) => match &t.image_id {
+                        Some(ami) => write!(
+                            f,
+                            ", a clone of {} on a new version of {} v{} with {ami}",
+                            t.asg, t.launch_template_id, t.source_version
+                        ),
+                        None => write!(f, ", a clone of {} on {} v{} as it is", t.asg, t.launch_template_id, t.source_version),
+                    },
+                    None => Ok(()),
+                }
+            }
             Command::ShiftTraffic { service, priority, weight, .. } => {
                 write!(f, "shift {service} to {weight} % on the new target group (rule priority {priority})")
             }
@@ -209,6 +222,12 @@ pub struct LaunchSpec {
     pub policies: Vec<Policy>,
     /// skald's own tags and the service's, on the ASG (propagated to instances) and the template.
     pub tags: Tags,
+    /// Clone this template instead: a new version of its launch template (or, for a rollback,
+    /// the version as it is), and an ASG copying the template's settings, hooks, policies,
+    /// metrics, warm pool and tags, with this spec's name, sizes, subnets, load balancers and
+    /// tags. The fields above that describe instances are then unused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<ResolvedTemplate>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

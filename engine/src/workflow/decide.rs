@@ -75,10 +75,10 @@ pub fn decide(state: &State, now: Timestamp) -> Decision {
     }
     if state.undeploy.is_some() {
         // Not planned yet, or `cleanup_ready` would have held.
-        return Decision::Act(Command::ResolveResources { query: Query::for_undeploy(state.release()) });
+        return Decision::Act(Command::ResolveResources { query: Box::new(Query::for_undeploy(state.release())) });
     }
     if state.resolved.is_none() {
-        return Decision::Act(Command::ResolveResources { query: Query::for_release(state.release()) });
+        return Decision::Act(Command::ResolveResources { query: Box::new(Query::for_release(state.release())) });
     }
     if state.healthy {
         return final_capacity(state);
@@ -477,7 +477,7 @@ fn launch_spec(state: &State, name: &str) -> LaunchSpec {
         launch_template_name: names::launch_template_name(&progress.asg),
         ami_id: resolved.ami_id.clone(),
         instance_type: service.instance_type.clone(),
-        subnet_ids: resolved.subnet_ids.clone(),
+        subnet_ids: found.template.as_ref().map_or_else(|| resolved.subnet_ids.clone(), |t| t.subnet_ids.clone()),
         security_group_ids: found.security_group_ids.clone(),
         instance_profile_arn: found.instance_profile_arn.clone(),
         ebs: Ebs {
@@ -500,6 +500,7 @@ fn launch_spec(state: &State, name: &str) -> LaunchSpec {
         lifecycle_hooks: resolved.lifecycle_hooks.clone(),
         policies: service.autoscaling.policies.clone(),
         tags,
+        template: found.template.clone(),
     }
 }
 

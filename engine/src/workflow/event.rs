@@ -341,7 +341,10 @@ impl fmt::Display for Event {
                         format!("{name}: launch {}, need {} healthy{replaces}", s.capacity.launch, s.capacity.healthy_needed)
                     })
                     .collect();
-                write!(f, "resources checked, AMI {}; {}", resolved.ami_id, plans.join("; "))
+                match resolved.ami_id.as_str() {
+                    "" => write!(f, "resources checked, AMI as in the launch template versions named; {}", plans.join("; ")),
+                    ami => write!(f, "resources checked, AMI {ami}; {}", plans.join("; ")),
+                }
             }
             Event::CommandStarted { command } => write!(f, "started: {command}"),
             Event::CommandFailed { command, error, attempt } => write!(f, "{command} failed (attempt {attempt}): {error}"),

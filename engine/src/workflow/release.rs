@@ -26,8 +26,14 @@ pub struct Release {
     /// Subnet ids (`subnet-…`) or Name tags, mixed freely.
     #[serde(default)]
     pub subnets: Vec<String>,
-    /// An AMI id (`ami-…`) or the AMI's Name tag.
+    /// An AMI id (`ami-…`), the AMI's Name tag, `$name-prefix:<prefix>` (the newest available
+    /// AMI whose name starts so, owned by one of `ami_owners`), or, for releases of template
+    /// services only, `$launchtemplate:<N | $Latest | $Default | $LatestMinus:K>` (a version of
+    /// the templates' launch templates as it is: a rollback).
     pub ami: String,
+    /// The accounts a `$name-prefix:` AMI may come from (12-digit ids, or `self`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ami_owners: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_data: Option<String>,
     /// Seconds the deploy may take to become healthy.
@@ -75,7 +81,71 @@ pub enum OnConcurrentDeploy {
     Rollback,
 }
 
+/// What a release's `ami` names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AmiRef {
+    /// `ami-…`, or an AMI's Name tag: opted in with `DeployWith=skald`.
+    Image(String),
+    /// `$name-prefix:<prefix>`: the newest available AMI so named, from `ami_owners`.
+    NamePrefix(String),
+    /// `$launchtemplate:…`: a version of each template's launch template, used as it is.
+    LaunchTemplate(TemplateVersion),
+}
+
+/// A launch template version as a rollback names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TemplateVersion {
+    Number(u64),
+    Latest,
+    Default,
+    /// `$LatestMinus:K`: K versions before the latest.
+    LatestMinus(u64),
+}
+
+pub const AMI_NAME_PREFIX: &str = "$name-prefix:";
+pub const AMI_LAUNCH_TEMPLATE: &str = "$launchtemplate:";
+/// The tags of a template ASG that give its clones' sizes.
+pub const TAG_TEMPLATE_MIN_SIZE: &str = "skald:min_size";
+pub const TAG_TEMPLATE_MAX_SIZE: &str = "skald:max_size";
+/// A clone's sizes when neither the release nor the template's tags give them (deployomat's 4).
+pub const TEMPLATE_MIN_SIZE_DEFAULT: u32 = 1;
+pub const TEMPLATE_MAX_SIZE_DEFAULT: u32 = 4;
+
+impl AmiRef {
+    /// Reads `ami`; an `$…` form that does not parse is an error naming what is wrong.
+    pub fn parse(ami: &str) -> Result<AmiRef, String> {
+        if let Some(prefix) = ami.strip_prefix(AMI_NAME_PREFIX) {
+            return match prefix.is_empty() {
+                true => Err(format!("`{AMI_NAME_PREFIX}` needs a prefix")),
+                false => Ok(AmiRef::NamePrefix(prefix.to_string())),
+            };
+        }
+        if let Some(version) = ami.strip_prefix(AMI_LAUNCH_TEMPLATE) {
+            let parsed = match version {
+                "$Latest" => Some(TemplateVersion::Latest),
+                "$Default" => Some(TemplateVersion::Default),
+                _ => match version.strip_prefix("$LatestMinus:") {
+                    Some(k) => k.parse().ok().filter(|k| *k > 0).map(TemplateVersion::LatestMinus),
+                    None => version.parse().ok().filter(|n| *n > 0).map(TemplateVersion::Number),
+                },
+            };
+            return parsed.map(AmiRef::LaunchTemplate).ok_or_else(|| {
+                format!("`{version}` is not a launch template version: a number from 1, `$Latest`, `$Default` or `$LatestMinus:K`")
+            });
+        }
+        if ami.starts_with('$') {
+            return Err(format!("`{ami}` is none of `ami-…`, a Name tag, `{AMI_NAME_PREFIX}…` or `{AMI_LAUNCH_TEMPLATE}…`"));
+        }
+        Ok(AmiRef::Image(ami.to_string()))
+    }
+}
+
 impl Release {
+    /// What `ami` names; validation has refused a release whose `ami` does not parse.
+    pub fn ami_ref(&self) -> AmiRef {
+        AmiRef::parse(&self.ami).unwrap_or_else(|_| AmiRef::Image(self.ami.clone()))
+    }
+
     pub fn timeout_secs(&self) -> u64 {
         self.timeout.unwrap_or(TIMEOUT_SECS_DEFAULT)
     }
@@ -123,7 +193,16 @@ pub const TRANSITION_TERMINATING: &str = "autoscaling:EC2_INSTANCE_TERMINATING";
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Service {
+    /// Empty for a service cloned from a template ASG (`template`), which brings its own.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub instance_type: String,
+    /// The name of a template ASG to clone instead of describing the instances here
+    /// (deployomat's way): its launch template gets a new version with the release's AMI, and the
+    /// clone copies its subnets, load balancers, health check, termination policies, lifetime,
+    /// placement, tags, lifecycle hooks, scaling policies, metrics and warm pool. Its sizes come
+    /// from its `skald:min_size` / `skald:max_size` tags unless `autoscaling` gives them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
     #[serde(default)]
     pub security_groups: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

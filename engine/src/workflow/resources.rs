@@ -9,7 +9,8 @@
 
 use super::capacity::CapacityPlan;
 use super::names::{self, ALL, DEPLOYER, TAG_CONFIG, TAG_DEPLOY_WITH, TAG_MANAGED_BY, TAG_PROJECT, TAG_RELEASE, TAG_SERVICE};
-use super::release::{Release, Traffic};
+use super::release::{AmiRef, Autoscaling, Release, Service, TemplateVersion, Traffic};
+use super::release::{TAG_TEMPLATE_MAX_SIZE, TAG_TEMPLATE_MIN_SIZE, TEMPLATE_MAX_SIZE_DEFAULT, TEMPLATE_MIN_SIZE_DEFAULT};
 use super::validate::Problem;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -35,6 +36,12 @@ pub struct Query {
     /// Template target groups (names) to clone, with their settings.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub template_target_groups: BTreeSet<String>,
+    /// Template ASGs (names) that services are cloned from.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub templates: BTreeSet<String>,
+    /// The accounts a `$name-prefix:` AMI may come from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ami_owners: Vec<String>,
 }
 
 impl Query {
@@ -54,6 +61,8 @@ impl Query {
             topics: hooks.filter_map(|h| h.sns.clone()).collect(),
             listeners: release.services.values().filter_map(|s| s.traffic.as_ref().map(|t| t.listener.clone())).collect(),
             template_target_groups: release.services.values().filter_map(|s| s.traffic.as_ref().map(|t| t.target_group.clone())).collect(),
+            templates: release.services.values().filter_map(|s| s.template.clone()).collect(),
+            ami_owners: release.ami_owners.clone(),
         }
     }
 }
@@ -153,6 +162,46 @@ pub struct Lookup {
     pub listeners: BTreeMap<String, Vec<FoundRule>>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub template_target_groups: BTreeMap<String, FoundTargetGroup>,
+    /// Every template ASG asked for that exists; one that does not is absent.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub templates: BTreeMap<String, FoundTemplate>,
+    /// For a `$name-prefix:` AMI: the available images so named, of the owners asked for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images_by_prefix: Vec<FoundImage>,
+}
+
+/// A template ASG as the cloud reports it: what a clone's plan needs (the adapter copies the
+/// rest, such as hooks and scaling policies, when it creates the clone).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FoundTemplate {
+    #[serde(default)]
+    pub tags: Tags,
+    /// `None` when the template does not use a launch template (then it cannot be cloned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launch_template: Option<FoundLaunchTemplate>,
+    pub subnet_ids: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub elbs: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub target_group_arns: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FoundLaunchTemplate {
+    pub id: String,
+    pub name: String,
+    pub latest_version: u64,
+    pub default_version: u64,
+}
+
+/// An image found by name prefix.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FoundImage {
+    pub id: String,
+    pub name: String,
+    pub owner: String,
+    /// ISO 8601, as EC2 reports it: compares in time order.
+    pub created: String,
 }
 
 /// A listener rule as the load balancer reports it.
@@ -237,6 +286,24 @@ pub struct ResolvedService {
     pub capacity: CapacityPlan,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traffic: Option<ResolvedTraffic>,
+    /// For a service cloned from a template ASG: what the clone is made from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<ResolvedTemplate>,
+}
+
+/// A template to clone, checked: its launch template's version to start from, and the image a
+/// new version of it gets.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResolvedTemplate {
+    /// The template ASG's name.
+    pub asg: String,
+    pub launch_template_id: String,
+    /// The version the clone's version copies (or, for a rollback, uses as it is).
+    pub source_version: u64,
+    /// The image of the new version; `None` for a rollback (`$launchtemplate:…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<String>,
+    pub subnet_ids: Vec<String>,
 }
 
 /// Where a traffic-shifted service's requests come from, and where they go now.
@@ -291,7 +358,7 @@ pub struct ResolvedHook {
 /// Judges a lookup: the resolved resources, or every problem found (each naming the release field).
 pub fn check(release: &Release, release_id: &str, lookup: &Lookup) -> Result<Resolved, Vec<Problem>> {
     let mut problems = Vec::new();
-    let ami_id = check_opted_in(&mut problems, "ami", &release.ami, &lookup.amis, "AMI");
+    let ami = check_ami(&mut problems, release, lookup);
     let subnet_ids = release
         .subnets
         .iter()
@@ -306,41 +373,28 @@ pub fn check(release: &Release, release_id: &str, lookup: &Lookup) -> Result<Res
     for (name, service) in &release.services {
         let path = format!("services.{name}");
         let scope = Scope { project: &release.project_name, config: &release.config_name, service: name };
-        let sgs = service.security_groups.iter().enumerate().filter_map(|(i, sg)| {
-            let matches = lookup.security_groups.get(sg).map(Vec::as_slice).unwrap_or(&[]);
-            check_scoped(&mut problems, &format!("{path}.security_groups[{i}]"), sg, exactly_one(matches), &scope, "security group")
-        });
-        let security_group_ids = sgs.collect();
-        let elbs = service.elbs.iter().enumerate().filter_map(|(i, elb)| {
-            check_scoped(&mut problems, &format!("{path}.elbs[{i}]"), elb, lookup.elbs.get(elb).ok_or(0), &scope, "classic ELB")
-        });
-        let elbs = elbs.collect();
-        let tgs = service.target_groups.iter().enumerate().filter_map(|(i, tg)| {
-            check_scoped(
-                &mut problems,
-                &format!("{path}.target_groups[{i}]"),
-                tg,
-                lookup.target_groups.get(tg).ok_or(0),
-                &scope,
-                "target group",
-            )
-        });
-        let target_group_arns = tgs.collect();
-        let instance_profile_arn =
-            service.profile.as_ref().and_then(|p| check_profile(&mut problems, &format!("{path}.profile"), p, lookup, &scope));
         let previous = previous.get(name.as_str()).cloned();
-        let capacity = CapacityPlan::new(&service.autoscaling, previous.as_ref().map(|asg| asg.desired_capacity));
         let traffic = service.traffic.as_ref().and_then(|t| check_traffic(&mut problems, &format!("{path}.traffic"), t, lookup, &scope));
-        let resolved = ResolvedService { security_group_ids, elbs, target_group_arns, instance_profile_arn, previous, capacity, traffic };
-        services.insert(name.clone(), resolved);
+        let resolved = match &service.template {
+            Some(template) => check_template(&mut problems, &path, service, template, ami.as_ref(), lookup, &scope, previous, traffic),
+            None => Some(check_described(&mut problems, &path, service, lookup, &scope, previous, traffic)),
+        };
+        if let Some(resolved) = resolved {
+            services.insert(name.clone(), resolved);
+        }
     }
     let lifecycle_hooks = check_hooks(&mut problems, release, lookup);
-    let dropped = lookup.asgs.iter().filter(|asg| !asg.service().is_some_and(|s| release.services.contains_key(s))).cloned().collect();
-    match (problems.is_empty(), ami_id) {
-        (true, Some(ami_id)) => Ok(Resolved {
+    let dropped = lookup
+        .asgs
+        .iter()
+        .filter(|asg| !is_template(release, asg) && !asg.service().is_some_and(|s| release.services.contains_key(s)))
+        .cloned()
+        .collect();
+    match (problems.is_empty(), ami) {
+        (true, Some(ami)) => Ok(Resolved {
             account_id: lookup.account_id.clone(),
             region: lookup.region.clone(),
-            ami_id,
+            ami_id: ami.image_id().unwrap_or_default().to_string(),
             subnet_ids,
             services,
             lifecycle_hooks,
@@ -348,6 +402,151 @@ pub fn check(release: &Release, release_id: &str, lookup: &Lookup) -> Result<Res
         }),
         _ => Err(problems),
     }
+}
+
+/// The AMI a release deploys, as checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum AmiChoice {
+    Image(String),
+    /// A version of each template's launch template, as it is.
+    Version(TemplateVersion),
+}
+
+impl AmiChoice {
+    fn image_id(&self) -> Option<&str> {
+        match self {
+            AmiChoice::Image(id) => Some(id),
+            AmiChoice::Version(_) => None,
+        }
+    }
+}
+
+/// An id or Name tag: exactly one image, opted in. A name prefix: the newest available image so
+/// named from an allowed owner (deployomat's rule; the owners are the trust, not a tag).
+fn check_ami(problems: &mut Vec<Problem>, release: &Release, lookup: &Lookup) -> Option<AmiChoice> {
+    match release.ami_ref() {
+        AmiRef::Image(reference) => check_opted_in(problems, "ami", &reference, &lookup.amis, "AMI").map(AmiChoice::Image),
+        AmiRef::LaunchTemplate(version) => Some(AmiChoice::Version(version)),
+        AmiRef::NamePrefix(prefix) => {
+            let allowed = |owner: &str| release.ami_owners.iter().any(|o| o == owner || (o == "self" && owner == lookup.account_id));
+            let newest = lookup
+                .images_by_prefix
+                .iter()
+                .filter(|i| i.name.starts_with(&prefix) && allowed(&i.owner))
+                .max_by(|a, b| (&a.created, &a.name, &a.id).cmp(&(&b.created, &b.name, &b.id)));
+            if newest.is_none() {
+                let owners = release.ami_owners.join(", ");
+                problems.push(Problem::new("ami", format!("no available AMI named `{prefix}…` owned by {owners}")));
+            }
+            newest.map(|i| AmiChoice::Image(i.id.clone()))
+        }
+    }
+}
+
+/// A service described in the release: its security groups, load balancers and profile.
+fn check_described(
+    problems: &mut Vec<Problem>,
+    path: &str,
+    service: &Service,
+    lookup: &Lookup,
+    scope: &Scope<'_>,
+    previous: Option<ExistingAsg>,
+    traffic: Option<ResolvedTraffic>,
+) -> ResolvedService {
+    let sgs = service.security_groups.iter().enumerate().filter_map(|(i, sg)| {
+        let matches = lookup.security_groups.get(sg).map(Vec::as_slice).unwrap_or(&[]);
+        check_scoped(problems, &format!("{path}.security_groups[{i}]"), sg, exactly_one(matches), scope, "security group")
+    });
+    let security_group_ids = sgs.collect();
+    let elbs = service.elbs.iter().enumerate().filter_map(|(i, elb)| {
+        check_scoped(problems, &format!("{path}.elbs[{i}]"), elb, lookup.elbs.get(elb).ok_or(0), scope, "classic ELB")
+    });
+    let elbs = elbs.collect();
+    let tgs = service.target_groups.iter().enumerate().filter_map(|(i, tg)| {
+        check_scoped(problems, &format!("{path}.target_groups[{i}]"), tg, lookup.target_groups.get(tg).ok_or(0), scope, "target group")
+    });
+    let target_group_arns = tgs.collect();
+    let instance_profile_arn = service.profile.as_ref().and_then(|p| check_profile(problems, &format!("{path}.profile"), p, lookup, scope));
+    let capacity = CapacityPlan::new(&service.autoscaling, previous.as_ref().map(|asg| asg.desired_capacity));
+    ResolvedService { security_group_ids, elbs, target_group_arns, instance_profile_arn, previous, capacity, traffic, template: None }
+}
+
+/// A service cloned from a template ASG: the template exists, is scoped to the service like any
+/// resource, uses a launch template (at the version a rollback names, if it does), and its size
+/// tags are numbers. The clone joins the template's load balancers.
+#[allow(clippy::too_many_arguments)]
+fn check_template(
+    problems: &mut Vec<Problem>,
+    path: &str,
+    service: &Service,
+    name: &str,
+    ami: Option<&AmiChoice>,
+    lookup: &Lookup,
+    scope: &Scope<'_>,
+    previous: Option<ExistingAsg>,
+    traffic: Option<ResolvedTraffic>,
+) -> Option<ResolvedService> {
+    let at = format!("{path}.template");
+    let template = lookup.templates.get(name);
+    let found = template.map(|t| Found { id: name.to_string(), tags: t.tags.clone() });
+    check_scoped(problems, &at, name, found.as_ref().ok_or(0), scope, "template ASG")?;
+    let template = template?;
+    let Some(launch_template) = &template.launch_template else {
+        problems.push(Problem::new(&at, format!("template ASG `{name}` uses no launch template, so it cannot be cloned")));
+        return None;
+    };
+    let source_version = match ami? {
+        AmiChoice::Image(_) => Some(launch_template.latest_version),
+        AmiChoice::Version(version) => rollback_version(problems, &at, launch_template, *version),
+    }?;
+    let size = |tag: &str, given: Option<u32>, default: u32, problems: &mut Vec<Problem>| match (given, template.tags.get(tag)) {
+        (Some(given), _) => Some(given),
+        (None, None) => Some(default),
+        (None, Some(text)) => {
+            text.parse::<u32>().map_err(|_| problems.push(Problem::new(&at, format!("tag {tag} is `{text}`, not a size")))).ok()
+        }
+    };
+    let min_size = size(TAG_TEMPLATE_MIN_SIZE, service.autoscaling.min_size, TEMPLATE_MIN_SIZE_DEFAULT, problems);
+    let max_size = size(TAG_TEMPLATE_MAX_SIZE, service.autoscaling.max_size, TEMPLATE_MAX_SIZE_DEFAULT, problems);
+    let (min_size, max_size) = (min_size?, max_size?);
+    if min_size > max_size {
+        problems.push(Problem::new(&at, format!("the clone's min_size {min_size} is above its max_size {max_size} (tags or autoscaling)")));
+        return None;
+    }
+    let autoscaling = Autoscaling { min_size: Some(min_size), max_size: Some(max_size), ..service.autoscaling.clone() };
+    let capacity = CapacityPlan::new(&autoscaling, previous.as_ref().map(|asg| asg.desired_capacity));
+    Some(ResolvedService {
+        security_group_ids: Vec::new(),
+        elbs: template.elbs.clone(),
+        target_group_arns: template.target_group_arns.clone(),
+        instance_profile_arn: None,
+        previous,
+        capacity,
+        traffic,
+        template: Some(ResolvedTemplate {
+            asg: name.to_string(),
+            launch_template_id: launch_template.id.clone(),
+            source_version,
+            image_id: ami.and_then(AmiChoice::image_id).map(str::to_string),
+            subnet_ids: template.subnet_ids.clone(),
+        }),
+    })
+}
+
+/// The version a rollback names, which must exist: from 1 to the latest.
+fn rollback_version(problems: &mut Vec<Problem>, at: &str, lt: &FoundLaunchTemplate, version: TemplateVersion) -> Option<u64> {
+    let number = match version {
+        TemplateVersion::Number(n) => Some(n),
+        TemplateVersion::Latest => Some(lt.latest_version),
+        TemplateVersion::Default => Some(lt.default_version),
+        TemplateVersion::LatestMinus(k) => lt.latest_version.checked_sub(k),
+    }
+    .filter(|n| (1..=lt.latest_version).contains(n));
+    if number.is_none() {
+        let message = format!("launch template {} has versions 1 to {}: `ami` names none of them", lt.name, lt.latest_version);
+        problems.push(Problem::new(at, message));
+    }
+    number
 }
 
 struct Scope<'a> {
@@ -470,6 +669,12 @@ fn check_profile(problems: &mut Vec<Problem>, path: &str, name: &str, lookup: &L
     Some(profile.arn.clone())
 }
 
+/// A template ASG the release clones: scoped like the release's own ASGs (so the project-config
+/// lookup finds it), but never one of them: neither a service's previous ASG nor a dropped one.
+fn is_template(release: &Release, asg: &ExistingAsg) -> bool {
+    release.services.values().any(|s| s.template.as_deref() == Some(asg.name.as_str()))
+}
+
 /// At most one live ASG per service, and none already carrying this release id.
 fn check_previous<'a>(
     problems: &mut Vec<Problem>,
@@ -478,7 +683,7 @@ fn check_previous<'a>(
     lookup: &'a Lookup,
 ) -> BTreeMap<&'a str, ExistingAsg> {
     let mut previous: BTreeMap<&str, ExistingAsg> = BTreeMap::new();
-    for asg in &lookup.asgs {
+    for asg in lookup.asgs.iter().filter(|asg| !is_template(release, asg)) {
         if asg.tags.get(TAG_RELEASE).map(String::as_str) == Some(release_id) {
             problems.push(Problem::new("release_id", format!("ASG `{}` already carries release id {release_id}", asg.name)));
         }

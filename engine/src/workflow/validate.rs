@@ -5,8 +5,10 @@
 
 use super::names::{CONFIG_NAME_LEN_MAX, PROJECT_NAME_LEN_MAX, SERVICE_NAME_LEN_MAX};
 use super::names::{TAG_CONFIG, TAG_DEPLOY_WITH, TAG_MANAGED_BY, TAG_PROJECT, TAG_RELEASE, TAG_SERVICE};
+use super::release::{
+    AmiRef, AMI_LAUNCH_TEMPLATE, AMI_NAME_PREFIX, AUTOMATIC_UNDEPLOY_MINUTES_MAX, TRANSITION_LAUNCHING, TRANSITION_TERMINATING,
+};
 use super::release::{Autoscaling, LifecycleHook, PolicyKind, Release, Service, Traffic, EXEMPLAR_PRIORITY_OFFSET, TIMEOUT_SECS_MAX};
-use super::release::{AUTOMATIC_UNDEPLOY_MINUTES_MAX, TRANSITION_LAUNCHING, TRANSITION_TERMINATING};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::fmt;
@@ -62,7 +64,14 @@ pub fn validate(release: &Release) -> Vec<Problem> {
     check_name(&mut out, "config_name", &release.config_name, CONFIG_NAME_LEN_MAX, false);
     out.check(!release.ami.trim().is_empty(), "ami", "must name an AMI id or Name tag");
     out.check(release.ami.len() <= NAME_REF_LEN_MAX, "ami", format!("is longer than {NAME_REF_LEN_MAX} characters"));
-    check_refs(&mut out, "subnets", &release.subnets, 1, SUBNETS_MAX);
+    check_ami(&mut out, release);
+    // Clones take their subnets from their template.
+    let all_templates = !release.services.is_empty() && release.services.values().all(|s| s.template.is_some());
+    if all_templates {
+        out.check(release.subnets.is_empty(), "subnets", "must be absent: template services take their template's subnets");
+    } else {
+        check_refs(&mut out, "subnets", &release.subnets, 1, SUBNETS_MAX);
+    }
     if let Some(timeout) = release.timeout {
         let ok = (1..=TIMEOUT_SECS_MAX).contains(&timeout);
         out.check(ok, "timeout", format!("must be between 1 and {TIMEOUT_SECS_MAX} seconds"));
@@ -181,13 +190,75 @@ fn check_hook(out: &mut Problems, path: &str, name: &str, hook: &LifecycleHook) 
     }
 }
 
+/// The `$…` forms of `ami`: a name prefix needs the owners it may come from; a launch template
+/// version exists only for template services.
+fn check_ami(out: &mut Problems, release: &Release) {
+    match AmiRef::parse(&release.ami) {
+        Err(message) => out.check(false, "ami", message),
+        Ok(AmiRef::NamePrefix(_)) => {
+            out.check(
+                !release.ami_owners.is_empty(),
+                "ami_owners",
+                format!("must list the accounts a `{AMI_NAME_PREFIX}` AMI may come from"),
+            );
+        }
+        Ok(AmiRef::LaunchTemplate(_)) => {
+            let ok = release.services.values().all(|s| s.template.is_some());
+            out.check(ok, "ami", format!("`{AMI_LAUNCH_TEMPLATE}` needs every service to be cloned from a template"));
+        }
+        Ok(AmiRef::Image(_)) => {}
+    }
+    for (i, owner) in release.ami_owners.iter().enumerate() {
+        let ok = owner == "self" || (owner.len() == 12 && owner.chars().all(|c| c.is_ascii_digit()));
+        out.check(ok, &format!("ami_owners[{i}]"), format!("`{owner}` is neither a 12-digit account id nor `self`"));
+    }
+}
+
+/// A service is described here (`instance_type` …) or cloned from a template ASG, not both: what
+/// the template brings cannot also be given.
+fn check_template_service(out: &mut Problems, path: &str, service: &Service, template: &str) {
+    let name_ok = !template.is_empty() && template.len() <= 255 && !template.contains(['\n', '\r']);
+    out.check(name_ok, &format!("{path}.template"), "must be an Auto Scaling group's name");
+    let brought = [
+        ("instance_type", !service.instance_type.is_empty()),
+        ("security_groups", !service.security_groups.is_empty()),
+        ("elbs", !service.elbs.is_empty()),
+        ("target_groups", !service.target_groups.is_empty()),
+        ("profile", service.profile.is_some()),
+        ("ebs_volume_size", service.ebs_volume_size.is_some()),
+        ("ebs_volume_type", service.ebs_volume_type.is_some()),
+        ("ebs_device_name", service.ebs_device_name.is_some()),
+        ("placement_group_name", service.placement_group_name.is_some()),
+        ("placement_tenancy", service.placement_tenancy.is_some()),
+        ("spot_price", service.spot_price.is_some()),
+        ("associate_public_ip_address", service.associate_public_ip_address.is_some()),
+        ("autoscaling.policies", !service.autoscaling.policies.is_empty()),
+    ];
+    for (field, given) in brought {
+        out.check(!given, &format!("{path}.{field}"), "comes from the template: remove it, or remove `template`");
+    }
+}
+
 fn check_service(out: &mut Problems, path: &str, service: &Service, timeout_secs: u64) {
+    if let Some(template) = &service.template {
+        check_template_service(out, path, service, template);
+        check_tags(out, path, service);
+        check_autoscaling(out, &format!("{path}.autoscaling"), &service.autoscaling, timeout_secs);
+        if let Some(traffic) = &service.traffic {
+            check_traffic(out, &format!("{path}.traffic"), traffic);
+        }
+        return;
+    }
     let it = &service.instance_type;
     let type_ok = it.split_once('.').is_some_and(|(family, size)| {
         let part_ok = |p: &str| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
         part_ok(family) && part_ok(size)
     });
-    out.check(type_ok, &format!("{path}.instance_type"), format!("`{it}` is not an instance type such as t3.micro"));
+    let message = match it.is_empty() {
+        true => "is missing: give an instance type such as t3.micro, or a `template` to clone".to_string(),
+        false => format!("`{it}` is not an instance type such as t3.micro"),
+    };
+    out.check(type_ok, &format!("{path}.instance_type"), message);
     check_refs(out, &format!("{path}.security_groups"), &service.security_groups, 1, SECURITY_GROUPS_MAX);
     check_refs(out, &format!("{path}.elbs"), &service.elbs, 0, LOAD_BALANCERS_MAX);
     check_refs(out, &format!("{path}.target_groups"), &service.target_groups, 0, LOAD_BALANCERS_MAX);

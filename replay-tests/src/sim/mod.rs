@@ -439,6 +439,10 @@ impl Sim {
     }
 
     fn at_rest(&self) -> Result<(), String> {
+        // Templates are what clones are made from: no deploy or undeploy may delete one.
+        if let Some(gone) = self.scenario.template_names().into_iter().find(|name| self.cloud.template(name).is_none()) {
+            return Err(format!("at rest: the template ASG {gone} was deleted"));
+        }
         let expected: Vec<String> = self.expected().into_iter().collect();
         let chaos = self.chaos.lock().unwrap();
         self.checker.at_rest(&self.store, &self.cloud, &chaos, &expected)

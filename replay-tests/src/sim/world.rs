@@ -2,10 +2,11 @@
 //! submitted to them and when, how their instances behave, and when people halt them.
 
 use super::rng::Rng;
-use skald_engine::adapters::local::{example_release, example_traffic, provision_traffic};
+use skald_engine::adapters::local::{example_release, example_traffic, provision_traffic, template_for};
 use skald_engine::adapters::sim::{Fate, SimCloud, Timings};
 use skald_engine::workflow::names::{instance_profile_paths, ALL, DEPLOYER, TAG_CONFIG, TAG_DEPLOY_WITH, TAG_PROJECT, TAG_SERVICE};
-use skald_engine::workflow::release::{OnConcurrentDeploy, Strategy, Traffic};
+use skald_engine::workflow::release::{OnConcurrentDeploy, Service, Strategy, Traffic};
+use skald_engine::workflow::resources::FoundTemplate;
 use skald_engine::workflow::Release;
 
 /// The configs a seed may deploy to (all of the example's project).
@@ -32,6 +33,8 @@ pub struct Scenario {
     pub configs: Vec<String>,
     /// The configs whose web service shifts ALB traffic gradually (every release of them does).
     pub traffic_configs: Vec<String>,
+    /// The configs whose web service is cloned from a template ASG (every release of them is).
+    pub template_configs: Vec<String>,
     pub deploys: Vec<Planned>,
     /// (virtual ms after the start, config) of each halt a person sends.
     pub halts: Vec<(u64, String)>,
@@ -60,6 +63,8 @@ impl Scenario {
         // Rollbacks and undeploys too: seeds drawn before they existed keep their other choices.
         let mut later_rng = Rng::new(seed ^ 0x726f_6c6c_6261_636b);
         let rollback_configs: Vec<String> = configs.iter().filter(|_| later_rng.chance(400)).cloned().collect();
+        let mut template_rng = Rng::new(seed ^ 0x7465_6d70_6c61_7465);
+        let template_configs: Vec<String> = configs.iter().filter(|_| template_rng.chance(400)).cloned().collect();
         // Racing releases: most seeds submit in a burst, the rest spread over half an hour.
         let window_ms = if rng.chance(600) { rng.between(0, 20_000) } else { 30 * 60_000 };
         let count = rng.between(2, 7);
@@ -70,6 +75,9 @@ impl Scenario {
                 let fates = ["web", "worker"].iter().map(|service| (format!("-{service}-{release_id}"), draw_fate(rng))).collect();
                 let mut release = draw_release(rng, &config, traffic_configs.contains(&config).then_some(&mut traffic_rng));
                 draw_undeploy_settings(&mut release, &mut later_rng, rollback_configs.contains(&config));
+                if template_configs.contains(&config) {
+                    clone_web_from_template(&mut release);
+                }
                 Planned {
                     submit_ms: rng.between(0, window_ms),
                     release,
@@ -92,12 +100,18 @@ impl Scenario {
             timings,
             configs,
             traffic_configs,
+            template_configs,
             deploys,
             halts,
             undeploys,
             sweep_every_ms: rng.between(60, 300) * 1000,
             fault_phase_ms: last_submit_ms + rng.between(0, 40 * 60_000),
         }
+    }
+
+    /// The template ASGs the scenario provisions.
+    pub fn template_names(&self) -> Vec<String> {
+        self.template_configs.iter().map(|config| template_name(config)).collect()
     }
 
     /// Creates everything the releases refer to, each resource opted in and tagged for its
@@ -120,7 +134,11 @@ impl Scenario {
             );
             let scope = [(TAG_PROJECT, project), (TAG_CONFIG, config.as_str()), (TAG_SERVICE, "web")];
             cloud.add_elb(&web.elbs[0], &scope);
-            cloud.add_target_group(&web.target_groups[0], &scope);
+            let target_group = cloud.add_target_group(&web.target_groups[0], &scope);
+            if self.template_configs.contains(config) {
+                let subnets = (0..release.subnets.len()).map(|i| format!("subnet-0{i:016x}")).collect();
+                provision_template(cloud, config, subnets, web.elbs.clone(), target_group);
+            }
             cloud.add_instance_profile(
                 web.profile.as_deref().expect("web has a profile"),
                 &instance_profile_paths(project, config, "web")[0],
@@ -152,6 +170,34 @@ pub fn release_for(config: &str) -> Release {
     web.target_groups = vec![format!("coinbase-deploy-test-{config}-web-tg")];
     web.profile = Some(format!("coinbase-deploy-test-{config}"));
     release
+}
+
+/// The template ASG web is cloned from in `config`, on launch template version 1: it joins the
+/// config's ELB and target group, and sizes its clones from 1 to 3 by its tags.
+fn provision_template(cloud: &SimCloud, config: &str, subnet_ids: Vec<String>, elbs: Vec<String>, target_group: String) {
+    let template = template_for(&release_for(config), "web", 1, (1, 3));
+    cloud.add_template(&template_name(config), FoundTemplate { subnet_ids, elbs, target_group_arns: vec![target_group], ..template });
+}
+
+fn template_name(config: &str) -> String {
+    format!("{config}-web-template")
+}
+
+/// Web as a clone of its config's template: nothing of the instances is described here.
+fn clone_web_from_template(release: &mut Release) {
+    let config = release.config_name.clone();
+    let web = release.services.get_mut("web").expect("the example has web");
+    *web = Service {
+        template: Some(template_name(&config)),
+        autoscaling: web.autoscaling.clone(),
+        traffic: web.traffic.clone(),
+        ..template_service()
+    };
+}
+
+/// A service with nothing but defaults (no instance type: a template's clone).
+fn template_service() -> Service {
+    serde_json::from_str(r#"{ "template": "" }"#).expect("a service with only a template parses")
 }
 
 /// Web's traffic block for `config`, its pacing drawn from `rng`.

@@ -1,4 +1,6 @@
 //! Creating, resizing and deleting a service: launch template, ASG, scaling policies and alarms.
+//! A service cloned from a template ASG is created by `template` instead, with the ASG checks,
+//! tags and hooks shared from here.
 //!
 //! Each create looks first: a crashed worker's resource under the same name with our release id
 //! is ours, and is reused. That covers real AWS (which answers AlreadyExists) and moto (which
@@ -9,16 +11,19 @@ use super::lookup::existing_asg;
 use super::AwsCloud;
 use crate::workflow::names::TAG_RELEASE;
 use crate::workflow::release::{Policy, PolicyKind};
-use crate::workflow::resources::Tags;
+use crate::workflow::resources::{ResolvedHook, Tags};
 use crate::workflow::{CloudError, LaunchSpec};
 use aws_sdk_autoscaling::types as asg;
 use aws_sdk_ec2::types as ec2;
 
 /// ASG tags are propagated to instances; the launch template tags volumes the same way.
-const PROPAGATE_AT_LAUNCH: bool = true;
+pub(super) const PROPAGATE_AT_LAUNCH: bool = true;
 
 impl AwsCloud {
     pub(super) async fn launch_service(&self, spec: &LaunchSpec, user_data: &str) -> Result<(), CloudError> {
+        if let Some(template) = &spec.template {
+            return self.clone_template(spec, template).await;
+        }
         self.ensure_launch_template(spec, user_data).await?;
         self.ensure_asg(spec).await?;
         for policy in &spec.policies {
@@ -92,35 +97,11 @@ impl AwsCloud {
     }
 
     async fn ensure_asg(&self, spec: &LaunchSpec) -> Result<(), CloudError> {
-        if let Some(release) = self.asg_release(&spec.asg_name).await? {
-            return check_ours("ASG", &spec.asg_name, Some(release), spec);
+        if self.asg_is_ours(spec).await? {
+            return Ok(());
         }
-        let tags: Vec<asg::Tag> = spec
-            .tags
-            .iter()
-            .map(|(k, v)| {
-                asg::Tag::builder()
-                    .key(k)
-                    .value(v)
-                    .propagate_at_launch(PROPAGATE_AT_LAUNCH)
-                    .resource_id(&spec.asg_name)
-                    .resource_type("auto-scaling-group")
-                    .build()
-            })
-            .collect();
-        let hooks = spec
-            .lifecycle_hooks
-            .iter()
-            .map(|h| {
-                asg::LifecycleHookSpecification::builder()
-                    .lifecycle_hook_name(&h.name)
-                    .lifecycle_transition(&h.transition)
-                    .set_role_arn(h.role_arn.clone())
-                    .set_notification_target_arn(h.notification_target_arn.clone())
-                    .set_heartbeat_timeout(h.heartbeat_timeout_secs.map(|s| s as i32))
-                    .build()
-            })
-            .collect();
+        let tags = spec.tags.iter().map(|(k, v)| asg_tag(&spec.asg_name, k, v, PROPAGATE_AT_LAUNCH)).collect();
+        let hooks = spec.lifecycle_hooks.iter().map(hook_specification).collect();
         let created = self
             .autoscaling
             .create_auto_scaling_group()
@@ -132,17 +113,32 @@ impl AwsCloud {
             .max_size(spec.max_size as i32)
             .desired_capacity(spec.desired_capacity as i32)
             .vpc_zone_identifier(spec.subnet_ids.join(","))
-            .set_load_balancer_names(Some(spec.elbs.clone()).filter(|v| !v.is_empty()))
-            .set_target_group_arns(Some(spec.target_group_arns.clone()).filter(|v| !v.is_empty()))
+            .set_load_balancer_names(non_empty(spec.elbs.clone()))
+            .set_target_group_arns(non_empty(spec.target_group_arns.clone()))
             .health_check_type(&spec.health_check_type)
             .health_check_grace_period(spec.health_check_grace_period_secs as i32)
             .default_cooldown(spec.default_cooldown_secs as i32)
             .set_placement_group(spec.placement.as_ref().map(|p| p.group_name.clone()))
             .set_tags(Some(tags))
-            .set_lifecycle_hook_specification_list(Some(hooks).filter(|h: &Vec<_>| !h.is_empty()))
+            .set_lifecycle_hook_specification_list(non_empty(hooks))
             .send()
             .await;
-        match created.map(|_| ()).map_err(|e| cloud_error("CreateAutoScalingGroup", e)) {
+        self.asg_created(spec, created.map(|_| ()).map_err(|e| cloud_error("CreateAutoScalingGroup", e))).await
+    }
+
+    /// Whether the ASG `spec` names exists already as this release's (a crashed worker made
+    /// it): `false` when there is no such ASG, an error when there is one that is not ours.
+    pub(super) async fn asg_is_ours(&self, spec: &LaunchSpec) -> Result<bool, CloudError> {
+        match self.asg_release(&spec.asg_name).await? {
+            Some(release) => check_ours("ASG", &spec.asg_name, Some(release), spec).map(|()| true),
+            None => Ok(false),
+        }
+    }
+
+    /// The outcome of creating the ASG `spec` names: a refusal because the name is taken is
+    /// success when the group there is ours (AWS answers AlreadyExists to a repeated create).
+    pub(super) async fn asg_created(&self, spec: &LaunchSpec, created: Result<(), CloudError>) -> Result<(), CloudError> {
+        match created {
             Err(error) if already_exists(&error) => {
                 let release = self.asg_release(&spec.asg_name).await?;
                 check_ours("ASG", &spec.asg_name, release, spec)
@@ -153,6 +149,12 @@ impl AwsCloud {
 
     /// The release id tag of the ASG named `name` (`Some("")` if untagged), `None` if absent.
     async fn asg_release(&self, name: &str) -> Result<Option<String>, CloudError> {
+        let group = self.describe_group(name).await?;
+        Ok(group.map(|g| existing_asg(&g).tags.get(TAG_RELEASE).cloned().unwrap_or_default()))
+    }
+
+    /// The ASG named `name` as Auto Scaling describes it, if it exists.
+    pub(super) async fn describe_group(&self, name: &str) -> Result<Option<aws_sdk_autoscaling::types::AutoScalingGroup>, CloudError> {
         let out = self
             .autoscaling
             .describe_auto_scaling_groups()
@@ -160,7 +162,7 @@ impl AwsCloud {
             .send()
             .await
             .map_err(|e| cloud_error("DescribeAutoScalingGroups", e))?;
-        Ok(out.auto_scaling_groups().first().map(|g| existing_asg(g).tags.get(TAG_RELEASE).cloned().unwrap_or_default()))
+        Ok(out.auto_scaling_groups().iter().find(|g| g.auto_scaling_group_name() == Some(name)).cloned())
     }
 
     /// A simple scaling policy and the CPU alarm that triggers it. Both calls are puts: repeating
@@ -233,10 +235,16 @@ impl AwsCloud {
     /// already gone counts as deleted, so a retry after a partial delete finishes the job.
     pub(super) async fn delete_service(&self, asg_name: &str, launch_template: Option<&str>) -> Result<(), CloudError> {
         // The alarms are found through the ASG's policies, so an ASG without policies never
-        // calls CloudWatch (whose current protocol, RPCv2 CBOR, local emulators lack).
+        // calls CloudWatch (whose current protocol, RPCv2 CBOR, local emulators lack). Only
+        // skald's own alarms are deleted: a clone's target-tracking policies have alarms that
+        // Auto Scaling made and deletes with the group (and skald may not touch).
         let policies = self.autoscaling.describe_policies().auto_scaling_group_name(asg_name).send().await;
+        let own = [PolicyKind::CpuScaleUp, PolicyKind::CpuScaleDown].map(|kind| alarm_name(asg_name, kind));
         let alarms: Vec<String> = match policies {
-            Ok(out) => out.scaling_policies().iter().flat_map(|p| p.alarms()).filter_map(|a| a.alarm_name().map(str::to_string)).collect(),
+            Ok(out) => {
+                let names = out.scaling_policies().iter().flat_map(|p| p.alarms()).filter_map(|a| a.alarm_name());
+                names.filter(|name| own.iter().any(|o| o == name)).map(str::to_string).collect()
+            }
             Err(e) => gone_is_done(Err(cloud_error("DescribePolicies", e))).map(|()| Vec::new())?,
         };
         if !alarms.is_empty() {
@@ -277,8 +285,35 @@ fn alarm_name(asg_name: &str, kind: PolicyKind) -> String {
 }
 
 /// A client token unique to the resource name (≤ 64 ASCII characters).
-fn client_token(name: &str) -> String {
+pub(super) fn client_token(name: &str) -> String {
     crate::codec::sha256_hex(name.as_bytes())[..64].to_string()
+}
+
+/// An ASG tag on create (Auto Scaling wants the group's name and type on each).
+pub(super) fn asg_tag(asg_name: &str, key: &str, value: &str, propagate_at_launch: bool) -> asg::Tag {
+    asg::Tag::builder()
+        .key(key)
+        .value(value)
+        .propagate_at_launch(propagate_at_launch)
+        .resource_id(asg_name)
+        .resource_type("auto-scaling-group")
+        .build()
+}
+
+/// One of the release's lifecycle hooks, as CreateAutoScalingGroup takes it.
+pub(super) fn hook_specification(hook: &ResolvedHook) -> asg::LifecycleHookSpecification {
+    asg::LifecycleHookSpecification::builder()
+        .lifecycle_hook_name(&hook.name)
+        .lifecycle_transition(&hook.transition)
+        .set_role_arn(hook.role_arn.clone())
+        .set_notification_target_arn(hook.notification_target_arn.clone())
+        .set_heartbeat_timeout(hook.heartbeat_timeout_secs.map(|s| s as i32))
+        .build()
+}
+
+/// A list the API takes only when it has something in it.
+pub(super) fn non_empty<T>(items: Vec<T>) -> Option<Vec<T>> {
+    Some(items).filter(|items| !items.is_empty())
 }
 
 fn ec2_tags(tags: &Tags) -> Vec<ec2::Tag> {

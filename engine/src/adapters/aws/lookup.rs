@@ -33,14 +33,16 @@ impl AwsCloud {
             asgs: self.project_config_asgs(&query.project, &query.config).await?,
             listeners: self.listeners(&query.listeners).await?,
             template_target_groups: self.template_target_groups(&query.template_target_groups).await?,
+            templates: self.templates(&query.templates).await?,
+            images_by_prefix: self.images_by_prefix(query).await?,
             account_id,
             region: self.region.clone(),
         })
     }
 
     async fn images(&self, reference: &str) -> Result<Vec<Found>, CloudError> {
-        // An undeploy's query names no AMI.
-        if reference.is_empty() {
+        // An undeploy's query names no AMI; the `$` forms are resolved elsewhere.
+        if reference.is_empty() || reference.starts_with('$') {
             return Ok(Vec::new());
         }
         let request = self.ec2.describe_images();

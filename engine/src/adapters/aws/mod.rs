@@ -27,6 +27,7 @@ mod lookup;
 mod notify;
 mod observe;
 mod provision;
+mod template;
 mod traffic;
 
 pub use errors::{cloud_error, is_missing};
