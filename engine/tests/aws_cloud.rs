@@ -188,7 +188,7 @@ async fn a_launch_repeated_after_a_crash_reuses_what_the_first_made() {
         })
         .expect("web was launched");
     let before = cloud
-        .observe(&[HealthTarget { service: "web".into(), asg: spec.asg_name.clone(), elbs: vec![], target_groups: vec![] }])
+        .observe(&[HealthTarget { service: "web".into(), asg: spec.asg_name.clone(), elbs: vec![], target_groups: vec![], alarms: vec![] }])
         .await
         .unwrap();
 
@@ -196,7 +196,7 @@ async fn a_launch_repeated_after_a_crash_reuses_what_the_first_made() {
     cloud.launch(&spec, "#!/bin/sh\n").await.expect("a repeated launch succeeds");
 
     let after = cloud
-        .observe(&[HealthTarget { service: "web".into(), asg: spec.asg_name.clone(), elbs: vec![], target_groups: vec![] }])
+        .observe(&[HealthTarget { service: "web".into(), asg: spec.asg_name.clone(), elbs: vec![], target_groups: vec![], alarms: vec![] }])
         .await
         .unwrap();
     assert_eq!(asg_names(&cloud, &release).await.len(), 2, "no second ASG");
@@ -218,6 +218,7 @@ async fn health_is_read_from_the_asg_and_every_load_balancer() {
         asg: state.services["web"].asg.clone(),
         elbs: web.elbs.clone(),
         target_groups: web.target_group_arns.clone(),
+        alarms: vec![],
     };
 
     let reports = cloud.observe(&[target]).await.unwrap();

@@ -177,6 +177,46 @@ fn a_halt_during_the_shift_sends_traffic_back_before_deleting_the_new_release() 
 }
 
 #[test]
+fn an_alarm_firing_during_the_shift_stops_the_deploy_and_sends_traffic_back() {
+    // Given a second release gated by an error-rate alarm, with some traffic on it
+    let (local, mut release) = first_deployed(25);
+    local.cloud.set_alarm("web-5xx", false);
+    release.services.get_mut("web").unwrap().traffic.as_mut().unwrap().alarms = vec!["web-5xx".into()];
+    let old_group = own_group_arn(&local, &id(1));
+    local.submit(&release, &id(2));
+    run_until_event(&local, &id(2), "TrafficShifted");
+
+    // When the alarm goes off
+    local.cloud.set_alarm("web-5xx", true);
+    run_checking_weights(&local, &id(2));
+
+    // Then the next health check records it, the deploy stops (Halt) and all traffic goes back
+    let state = local.state(&id(2));
+    let Some(End::Failure { error: ErrorKind::Halt, cleanliness: Cleanliness::Clean, reason }) = &state.end else {
+        panic!("{:?}", state.end)
+    };
+    assert!(reason.starts_with("web: alarm web-5xx in ALARM"), "{reason}");
+    let history = local.history(&id(2));
+    let fired = history.iter().position(|r| r.event == Event::AlarmFiring { service: "web".into(), alarms: vec!["web-5xx".into()] });
+    assert!(matches!(history[fired.expect("the alarm is recorded") - 1].event, Event::HealthObserved { .. }), "with the check");
+    assert_eq!(production_forward(&local).unwrap(), [Weighted { target_group: old_group, weight: 100 }]);
+    assert_verifies(&local, &id(2));
+}
+
+#[test]
+fn a_gate_alarm_that_does_not_exist_is_a_resource_problem() {
+    // Given a release gated by an alarm no one created
+    let (local, mut release) = first_deployed(25);
+    release.services.get_mut("web").unwrap().traffic.as_mut().unwrap().alarms = vec!["web-5xx".into()];
+
+    // When it deploys, then it is rejected naming the field, before anything changes
+    local.submit(&release, &id(2));
+    let state = run_until_end(&local, &id(2));
+    let Some(End::Failure { error: ErrorKind::BadRelease, reason, .. }) = &state.end else { panic!("{:?}", state.end) };
+    assert_eq!(reason, "services.web.traffic.alarms[0]: no CloudWatch alarm `web-5xx` found");
+}
+
+#[test]
 fn a_first_deploy_that_never_gets_healthy_removes_its_group_and_creates_no_rule() {
     // Given a first release whose web instances never pass their checks
     let release = traffic_release(25);

@@ -1214,3 +1214,21 @@ fn a_launch_template_version_is_only_for_template_services() {
         assert_eq!(paths(&problems), ["ami"], "{bad}: {problems:?}");
     }
 }
+
+#[test]
+fn traffic_gate_alarms_are_unique_and_bounded() {
+    let gated = |alarms: Value| {
+        problems_with(|v| {
+            v["services"]["web"]["traffic"] = json!({
+                "listener": "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/web/1/2",
+                "priority": 10,
+                "target_group": "web-template",
+                "alarms": alarms
+            });
+        })
+    };
+    assert!(gated(json!(["web-5xx", "web-latency"])).is_empty());
+    assert_eq!(paths(&gated(json!(["web-5xx", "web-5xx"]))), ["services.web.traffic.alarms[1]"]);
+    let eleven: Vec<String> = (0..11).map(|i| format!("alarm-{i}")).collect();
+    assert_eq!(paths(&gated(json!(eleven))), ["services.web.traffic.alarms"]);
+}

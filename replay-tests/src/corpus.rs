@@ -66,6 +66,11 @@ pub fn scenarios() -> Vec<Scenario> {
             run: traffic_halted,
         },
         Scenario {
+            name: "traffic-alarm",
+            shows: "the shift's gate alarm goes off mid-shift: recorded with the health check, traffic back to the old group, the new release deleted",
+            run: traffic_alarm,
+        },
+        Scenario {
             name: "template-clone",
             shows: "a second release of a service cloned from a template ASG: a new launch template version, sizes from the template's tags, the first clone retired",
             run: template_clone,
@@ -169,6 +174,19 @@ fn traffic_halted() -> Vec<StoredEvent> {
     local.submit(&release, &id(2));
     until_event(&local, &id(2), "TrafficShifted");
     local.halt(&release, "error rate up on the new release");
+    finish(&local, &id(2))
+}
+
+fn traffic_alarm() -> Vec<StoredEvent> {
+    let mut release = traffic_release();
+    release.services.get_mut("web").and_then(|w| w.traffic.as_mut()).expect("web shifts traffic").alarms = vec!["web-5xx".into()];
+    let local = world(&release);
+    local.cloud.set_alarm("web-5xx", false);
+    local.submit(&release, &id(1));
+    finish(&local, &id(1));
+    local.submit(&release, &id(2));
+    until_event(&local, &id(2), "TrafficShifted");
+    local.cloud.set_alarm("web-5xx", true);
     finish(&local, &id(2))
 }
 

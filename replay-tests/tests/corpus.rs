@@ -50,6 +50,7 @@ const ENDS: &[(&str, &str)] = &[
     ("traffic-shift", "Success"),
     ("traffic-halted", "FailureClean"),
     ("template-clone", "Success"),
+    ("traffic-alarm", "FailureClean"),
     ("rollback-concurrent", "Success"),
     ("undeploy", "Success"),
     ("undeploy-refused", "FailureClean"),

@@ -192,6 +192,7 @@ fn seeds_cover_clones_rollbacks_and_undeploys() {
         .count();
     for (flow, count) in [
         ("a service cloned from a template ASG", clones),
+        ("a shift stopped by its gate alarm", seeds_with("AlarmFiring")),
         ("a rollback of a concurrent deploy", seeds_with("ConcurrentDeployCancelled")),
         ("an undeploy", seeds_with("UndeployPlanned")),
         ("an undeploy removing a listener rule", seeds_with("RuleRemoved")),

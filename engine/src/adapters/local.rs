@@ -135,6 +135,7 @@ pub fn example_traffic(config: &str) -> Traffic {
         wait_per_step: None,
         bake_time: None,
         health_timeout: None,
+        alarms: Vec::new(),
     }
 }
 

@@ -116,6 +116,8 @@ struct World {
     templates: BTreeMap<String, FoundTemplate>,
     /// Images found by name prefix (and owner).
     named_images: Vec<FoundImage>,
+    /// CloudWatch alarms, by name: whether each is in ALARM.
+    alarms: BTreeMap<String, bool>,
     /// Target groups skald created, by name.
     own_target_groups: BTreeMap<String, Found>,
     /// Listener rules, by listener ARN.
@@ -195,6 +197,11 @@ impl SimCloud {
 
     pub fn template(&self, name: &str) -> Option<FoundTemplate> {
         self.with(|w| w.templates.get(name).cloned())
+    }
+
+    /// Creates an alarm, or sets whether it is in ALARM.
+    pub fn set_alarm(&self, name: &str, firing: bool) {
+        self.with(|w| w.alarms.insert(name.into(), firing));
     }
 
     /// An image that `$name-prefix:` AMIs may resolve to.
@@ -350,6 +357,7 @@ impl SimCloud {
                 template_target_groups: pick(&w.template_target_groups, &query.template_target_groups),
                 templates: pick(&w.templates, &query.templates),
                 images_by_prefix: images_by_prefix(&w.named_images, query),
+                alarms: query.alarms.iter().filter(|a| w.alarms.contains_key(*a)).cloned().collect(),
             }
         })
     }
@@ -492,9 +500,10 @@ impl World {
     }
 
     fn report(&self, target: &HealthTarget, now: Timestamp) -> ServiceReport {
-        let Some(asg) = self.asgs.get(&target.asg) else { return ServiceReport::default() };
+        let alarms_firing = target.alarms.iter().filter(|a| self.alarms.get(*a) == Some(&true)).cloned().collect();
+        let mut report = ServiceReport { alarms_firing, ..ServiceReport::default() };
+        let Some(asg) = self.asgs.get(&target.asg) else { return report };
         let timings = self.timings;
-        let mut report = ServiceReport::default();
         for instance in &asg.instances {
             let age = now.ms_since(instance.launched_at);
             let terminating = matches!(instance.fate, Fate::TerminatesAfterMs(after) if age >= after);

@@ -65,6 +65,7 @@ pub async fn traffic_world(label: &str) -> (AwsCloud, Release) {
         wait_per_step: None,
         bake_time: None,
         health_timeout: None,
+        alarms: Vec::new(),
     });
     cloud.provision_example(&release).await.expect("the example world is provisioned");
     (cloud, release)

@@ -156,7 +156,11 @@ fn expect_outcome(state: &State, command: &Command, rest: &[Recorded]) -> Result
             matches!(&first.event, Event::TargetGroupCreated { service: created, .. } if created == service)
         }
         Command::ObserveHealth { targets } => match &first.event {
-            Event::HealthObserved { services } => services.keys().eq(targets.iter().map(|t| &t.service).collect::<BTreeSet<_>>()),
+            Event::HealthObserved { services } if services.keys().eq(targets.iter().map(|t| &t.service).collect::<BTreeSet<_>>()) => {
+                // An alarm that fired is recorded with the check, at its instant.
+                let alarm = rest.get(1).filter(|r| r.at == first.at && matches!(r.event, Event::AlarmFiring { .. }));
+                return Ok(1 + usize::from(alarm.is_some()));
+            }
             _ => false,
         },
     };

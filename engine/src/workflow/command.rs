@@ -253,6 +253,9 @@ pub struct HealthTarget {
     pub asg: String,
     pub elbs: Vec<String>,
     pub target_groups: Vec<String>,
+    /// CloudWatch alarms whose state is read with the health (a traffic shift's gate).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alarms: Vec<String>,
 }
 
 /// Why a cloud call failed, as much as the workflow needs to know.

@@ -450,6 +450,7 @@ fn health_targets(state: &State) -> Vec<HealthTarget> {
                 asg: progress.asg.clone(),
                 elbs: service.elbs.clone(),
                 target_groups: target_groups_of(state, name),
+                alarms: service.traffic.as_ref().map(|t| t.alarms.clone()).unwrap_or_default(),
             }
         })
         .collect()

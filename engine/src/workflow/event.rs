@@ -154,6 +154,12 @@ pub enum Event {
         services: BTreeMap<String, HealthCounts>,
     },
     ServicesHealthy,
+    /// Alarms gating a service's traffic shift were in ALARM at a health check: the deploy
+    /// stops and shifts traffic back (recorded with that check, before the release is live).
+    AlarmFiring {
+        service: String,
+        alarms: Vec<String>,
+    },
     HaltRequested {
         reason: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -220,6 +226,7 @@ impl Event {
             Event::CapacitySet { .. } => "CapacitySet",
             Event::HealthObserved { .. } => "HealthObserved",
             Event::ServicesHealthy => "ServicesHealthy",
+            Event::AlarmFiring { .. } => "AlarmFiring",
             Event::HaltRequested { .. } => "HaltRequested",
             Event::TimedOut { .. } => "TimedOut",
             Event::TerminationsExceeded { .. } => "TerminationsExceeded",
@@ -246,7 +253,7 @@ impl Event {
 }
 
 /// Every event type this skald knows, by its stored name.
-pub const EVENT_TYPES: [&str; 30] = [
+pub const EVENT_TYPES: [&str; 31] = [
     "DeployRequested",
     "ReleaseValidated",
     "ReleaseRejected",
@@ -277,6 +284,7 @@ pub const EVENT_TYPES: [&str; 30] = [
     "UndeployPlanned",
     "RuleRemoved",
     "LockFreed",
+    "AlarmFiring",
 ];
 
 /// The schema version this skald reads and writes for each event type; `None` for a type it
@@ -360,6 +368,7 @@ impl fmt::Display for Event {
                 write!(f, "health: {}", parts.join("; "))
             }
             Event::ServicesHealthy => write!(f, "every service is healthy"),
+            Event::AlarmFiring { service, alarms } => write!(f, "{service}: in ALARM: {}", alarms.join(", ")),
             Event::HaltRequested { reason, requested_by } => {
                 write!(f, "halt requested: {reason}")?;
                 match requested_by {

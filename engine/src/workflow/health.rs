@@ -23,6 +23,8 @@ pub struct ServiceReport {
     pub instances: Vec<InstanceReport>,
     /// Per load balancer (classic ELB name or target group ARN): the instances it calls healthy.
     pub load_balancers: BTreeMap<String, Vec<String>>,
+    /// The target's alarms that are in ALARM.
+    pub alarms_firing: Vec<String>,
 }
 
 /// How a service's instances stand at one health check.
@@ -104,6 +106,7 @@ mod tests {
                 ("elb".into(), vec!["i-1".into(), "i-2".into(), "i-4".into()]),
                 ("tg".into(), vec!["i-1".into(), "i-3".into(), "i-4".into()]),
             ]),
+            alarms_firing: Vec::new(),
         };
         let lbs = ["elb".to_string(), "tg".to_string()];
         assert_eq!(count(&report, &lbs), HealthCounts { healthy: 1, launching: 3, terminating: 1 });

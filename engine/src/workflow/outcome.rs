@@ -92,7 +92,12 @@ pub fn record(state: &State, command: &Command, outcome: Outcome, now: Timestamp
                 // duplicate wake chain loses the race to append and dies out instead of polling
                 // beside the real one; and a success after failures ends their run, so scattered
                 // API errors never add up to giving up.
-                recorded(vec![Event::HealthObserved { services: counts }])
+                // An alarm gating a shift that is in ALARM stops the deploy, recorded with the check.
+                let firing = targets.iter().find_map(|t| {
+                    let alarms = &reports.get(&t.service)?.alarms_firing;
+                    (!alarms.is_empty()).then(|| Event::AlarmFiring { service: t.service.clone(), alarms: alarms.clone() })
+                });
+                recorded(std::iter::once(Event::HealthObserved { services: counts }).chain(firing).collect())
             }
         },
         (Command::RemoveRule { asg, .. }, Outcome::Done(done)) => recorded(vec![match done {

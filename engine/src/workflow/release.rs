@@ -279,7 +279,14 @@ pub struct Traffic {
     /// Seconds after a step within which every new instance must be healthy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_timeout: Option<u64>,
+    /// CloudWatch alarms (names) that gate the shift: one in ALARM at any health check, before
+    /// the release is live, aborts the deploy and shifts traffic back (an error rate, say).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alarms: Vec<String>,
 }
+
+/// The most alarms one service's traffic may be gated by (DescribeAlarms takes 100 names).
+pub const TRAFFIC_ALARMS_MAX: usize = 10;
 
 impl Traffic {
     pub fn shift_per_step(&self) -> u32 {

@@ -42,6 +42,9 @@ pub struct Query {
     /// The accounts a `$name-prefix:` AMI may come from.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ami_owners: Vec<String>,
+    /// CloudWatch alarms that gate traffic shifts.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub alarms: BTreeSet<String>,
 }
 
 impl Query {
@@ -63,6 +66,7 @@ impl Query {
             template_target_groups: release.services.values().filter_map(|s| s.traffic.as_ref().map(|t| t.target_group.clone())).collect(),
             templates: release.services.values().filter_map(|s| s.template.clone()).collect(),
             ami_owners: release.ami_owners.clone(),
+            alarms: release.services.values().filter_map(|s| s.traffic.as_ref()).flat_map(|t| t.alarms.iter().cloned()).collect(),
         }
     }
 }
@@ -168,6 +172,9 @@ pub struct Lookup {
     /// For a `$name-prefix:` AMI: the available images so named, of the owners asked for.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub images_by_prefix: Vec<FoundImage>,
+    /// The alarms asked for that exist.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub alarms: BTreeSet<String>,
 }
 
 /// A template ASG as the cloud reports it: what a clone's plan needs (the adapter copies the
@@ -318,6 +325,9 @@ pub struct ResolvedTraffic {
     pub live_target_group: Option<String>,
     /// What the release's own group is cloned from.
     pub template: TargetGroupShape,
+    /// Alarms that abort the shift when one is in ALARM.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alarms: Vec<String>,
 }
 
 impl ResolvedTraffic {
@@ -645,6 +655,11 @@ fn check_traffic(
             return None;
         }
     };
+    for (i, alarm) in traffic.alarms.iter().enumerate() {
+        if !lookup.alarms.contains(alarm) {
+            problems.push(Problem::new(format!("{path}.alarms[{i}]"), format!("no CloudWatch alarm `{alarm}` found")));
+        }
+    }
     scoped?;
     Some(ResolvedTraffic {
         listener_arn: traffic.listener.clone(),
@@ -652,6 +667,7 @@ fn check_traffic(
         conditions,
         live_target_group,
         template: template?.shape.clone(),
+        alarms: traffic.alarms.clone(),
     })
 }
 

@@ -322,6 +322,7 @@ fn check_references(state: &State, event: &Event) -> Result<(), String> {
         Event::ServiceLaunched { service: name, .. } | Event::CapacitySet { service: name, .. } => service(name),
         Event::TargetGroupCreated { service: name, .. } | Event::TrafficShifted { service: name, .. } => shifting(name),
         Event::HealthObserved { services } => services.keys().try_for_each(|name| service(name)),
+        Event::AlarmFiring { service: name, .. } => shifting(name),
         Event::ServicesHealthy if state.resolved.is_none() => Err("comes before resources were resolved".into()),
         Event::ServicesHealthy | Event::ResourcesResolved { .. } if state.undeploy.is_some() => {
             Err("belongs to a deploy, not an undeploy".into())
@@ -491,6 +492,7 @@ fn apply(state: &mut State, event: &Event, at: Timestamp) {
                 fail(state, ErrorKind::Halt, format!("halted: {reason}{by}"));
             }
         }
+        Event::AlarmFiring { service, alarms } => fail(state, ErrorKind::Halt, format!("{service}: alarm {} in ALARM", alarms.join(", "))),
         Event::TimedOut { timeout_secs } => fail(state, ErrorKind::Timeout, format!("services were not healthy within {timeout_secs} s")),
         Event::TerminationsExceeded { service, terminating, max_terms } => {
             let reason = format!("{service}: {} terminating, more than max_terms {max_terms}", super::command::instances(*terminating));

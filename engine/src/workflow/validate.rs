@@ -8,7 +8,9 @@ use super::names::{TAG_CONFIG, TAG_DEPLOY_WITH, TAG_MANAGED_BY, TAG_PROJECT, TAG
 use super::release::{
     AmiRef, AMI_LAUNCH_TEMPLATE, AMI_NAME_PREFIX, AUTOMATIC_UNDEPLOY_MINUTES_MAX, TRANSITION_LAUNCHING, TRANSITION_TERMINATING,
 };
-use super::release::{Autoscaling, LifecycleHook, PolicyKind, Release, Service, Traffic, EXEMPLAR_PRIORITY_OFFSET, TIMEOUT_SECS_MAX};
+use super::release::{
+    Autoscaling, LifecycleHook, PolicyKind, Release, Service, Traffic, EXEMPLAR_PRIORITY_OFFSET, TIMEOUT_SECS_MAX, TRAFFIC_ALARMS_MAX,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::fmt;
@@ -303,6 +305,7 @@ fn check_traffic(out: &mut Problems, path: &str, traffic: &Traffic) {
     }
     let wait_ok = traffic.wait_per_step_secs() < traffic.health_timeout_secs();
     out.check(wait_ok, &format!("{path}.wait_per_step"), "must be shorter than health_timeout, which bounds each step");
+    check_refs(out, &format!("{path}.alarms"), &traffic.alarms, 0, TRAFFIC_ALARMS_MAX);
 }
 
 fn check_tags(out: &mut Problems, path: &str, service: &Service) {

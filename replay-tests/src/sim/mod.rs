@@ -120,6 +120,8 @@ enum External {
     Halt(String),
     /// (config, undeploy id)
     Undeploy(String, String),
+    /// An alarm goes off (true) or quiet again.
+    Alarm(String, bool),
 }
 
 struct Sim {
@@ -215,6 +217,12 @@ impl Sim {
                     .iter()
                     .map(|(at_ms, config, id)| (START.plus_ms(*at_ms), External::Undeploy(config.clone(), id.clone()))),
             )
+            .chain(scenario.alarms.iter().flat_map(|(name, on_ms, off_ms)| {
+                [
+                    (START.plus_ms(*on_ms), External::Alarm(name.clone(), true)),
+                    (START.plus_ms(*off_ms), External::Alarm(name.clone(), false)),
+                ]
+            }))
             .collect();
         // Latest first, so the next one due pops off the end; ties keep their drawn order.
         externals.reverse();
@@ -324,6 +332,10 @@ impl Sim {
     fn release_externals(&mut self, now: Timestamp) {
         while self.externals.last().is_some_and(|(at, _)| *at <= now) {
             let (_, external) = self.externals.pop().expect("checked");
+            if let External::Alarm(name, firing) = &external {
+                self.cloud.set_alarm(name, *firing);
+                continue;
+            }
             let message = match external {
                 External::Submit(i) => {
                     let planned = &self.scenario.deploys[i];
@@ -338,6 +350,7 @@ impl Sim {
                     config,
                     reason: format!("halted by the simulation at {now}"),
                 },
+                External::Alarm(..) => unreachable!("alarms are set in the cloud, not sent"),
                 External::Undeploy(config, undeploy_id) => Message::UndeployRequested {
                     project: self.scenario.deploys[0].release.project_name.clone(),
                     config,

@@ -35,6 +35,8 @@ pub struct Scenario {
     pub traffic_configs: Vec<String>,
     /// The configs whose web service is cloned from a template ASG (every release of them is).
     pub template_configs: Vec<String>,
+    /// Alarms gating traffic configs' shifts: (name, ms it goes off, ms it is quiet again).
+    pub alarms: Vec<(String, u64, u64)>,
     pub deploys: Vec<Planned>,
     /// (virtual ms after the start, config) of each halt a person sends.
     pub halts: Vec<(u64, String)>,
@@ -65,6 +67,8 @@ impl Scenario {
         let rollback_configs: Vec<String> = configs.iter().filter(|_| later_rng.chance(400)).cloned().collect();
         let mut template_rng = Rng::new(seed ^ 0x7465_6d70_6c61_7465);
         let template_configs: Vec<String> = configs.iter().filter(|_| template_rng.chance(400)).cloned().collect();
+        let mut alarm_rng = Rng::new(seed ^ 0x616c_6172_6d73);
+        let gated: Vec<String> = traffic_configs.iter().filter(|_| alarm_rng.chance(500)).cloned().collect();
         // Racing releases: most seeds submit in a burst, the rest spread over half an hour.
         let window_ms = if rng.chance(600) { rng.between(0, 20_000) } else { 30 * 60_000 };
         let count = rng.between(2, 7);
@@ -77,6 +81,10 @@ impl Scenario {
                 draw_undeploy_settings(&mut release, &mut later_rng, rollback_configs.contains(&config));
                 if template_configs.contains(&config) {
                     clone_web_from_template(&mut release);
+                }
+                if gated.contains(&config) {
+                    let traffic = release.services.get_mut("web").and_then(|w| w.traffic.as_mut()).expect("a gated config shifts traffic");
+                    traffic.alarms = vec![alarm_name(&config)];
                 }
                 Planned {
                     submit_ms: rng.between(0, window_ms),
@@ -104,6 +112,13 @@ impl Scenario {
             deploys,
             halts,
             undeploys,
+            alarms: gated
+                .iter()
+                .map(|config| {
+                    let on_ms = alarm_rng.between(0, last_submit_ms + 30 * 60_000);
+                    (alarm_name(config), on_ms, on_ms + alarm_rng.between(30_000, 10 * 60_000))
+                })
+                .collect(),
             sweep_every_ms: rng.between(60, 300) * 1000,
             fault_phase_ms: last_submit_ms + rng.between(0, 40 * 60_000),
         }
@@ -147,6 +162,9 @@ impl Scenario {
                 provision_traffic(cloud, &example_traffic(config), &scope);
             }
         }
+        for (alarm, _, _) in &self.alarms {
+            cloud.set_alarm(alarm, false);
+        }
         for planned in &self.deploys {
             for (asg_part, fate) in &planned.fates {
                 cloud.set_fate(asg_part, *fate);
@@ -177,6 +195,10 @@ pub fn release_for(config: &str) -> Release {
 fn provision_template(cloud: &SimCloud, config: &str, subnet_ids: Vec<String>, elbs: Vec<String>, target_group: String) {
     let template = template_for(&release_for(config), "web", 1, (1, 3));
     cloud.add_template(&template_name(config), FoundTemplate { subnet_ids, elbs, target_group_arns: vec![target_group], ..template });
+}
+
+fn alarm_name(config: &str) -> String {
+    format!("{config}-web-5xx")
 }
 
 fn template_name(config: &str) -> String {

@@ -35,6 +35,7 @@ impl AwsCloud {
             template_target_groups: self.template_target_groups(&query.template_target_groups).await?,
             templates: self.templates(&query.templates).await?,
             images_by_prefix: self.images_by_prefix(query).await?,
+            alarms: self.alarm_states(&query.alarms).await?.into_keys().collect(),
             account_id,
             region: self.region.clone(),
         })

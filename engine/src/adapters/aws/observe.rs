@@ -28,6 +28,8 @@ impl AwsCloud {
                 self.target_group_members(tg).await?.into_iter().filter(|(_, state)| state == "healthy").map(|(id, _)| id).collect();
             healthy_in.insert(tg.clone(), healthy);
         }
+        let alarms: BTreeSet<String> = targets.iter().flat_map(|t| t.alarms.iter().cloned()).collect();
+        let states = self.alarm_states(&alarms).await?;
         Ok(targets
             .iter()
             .map(|target| {
@@ -39,10 +41,33 @@ impl AwsCloud {
                         .chain(&target.target_groups)
                         .map(|lb| (lb.clone(), healthy_in[lb].clone()))
                         .collect(),
+                    alarms_firing: target.alarms.iter().filter(|a| states.get(*a).is_some_and(|s| s == "ALARM")).cloned().collect(),
                 };
                 (target.service.clone(), report)
             })
             .collect())
+    }
+
+    /// The state (`OK`, `ALARM`, `INSUFFICIENT_DATA`) of each named CloudWatch alarm that exists.
+    pub(super) async fn alarm_states(&self, names: &BTreeSet<String>) -> Result<BTreeMap<String, String>, CloudError> {
+        let mut states = BTreeMap::new();
+        let names: Vec<String> = names.iter().cloned().collect();
+        // DescribeAlarms takes at most 100 names; a release names at most TRAFFIC_ALARMS_MAX per service.
+        for chunk in names.chunks(100) {
+            let out = self
+                .cloudwatch
+                .describe_alarms()
+                .set_alarm_names(Some(chunk.to_vec()))
+                .max_records(100)
+                .send()
+                .await
+                .map_err(|e| cloud_error("DescribeAlarms", e))?;
+            for alarm in out.metric_alarms() {
+                let state = alarm.state_value().map(|s| s.as_str().to_string()).unwrap_or_default();
+                states.insert(alarm.alarm_name().unwrap_or_default().to_string(), state);
+            }
+        }
+        Ok(states)
     }
 
     /// Each named ASG's instances, as Auto Scaling reports them. An ASG that doesn't exist has none.
