@@ -312,8 +312,7 @@ impl<S: EventStore, Q: Queue, C: Cloud, K: Clock> Runner<S, Q, C, K> {
         if now >= due {
             return Ok(None);
         }
-        let delay_secs = due.ms_since(now).div_ceil(1000).min(u64::from(Q::DELAY_SECS_MAX)) as u32;
-        self.queue.send(message, delay_secs).await?;
+        self.queue.send(message, delay_secs::<Q>(due, now)).await?;
         Ok(Some(Handled::Deferred { until: due }))
     }
 
@@ -353,8 +352,7 @@ impl<S: EventStore, Q: Queue, C: Cloud, K: Clock> Runner<S, Q, C, K> {
             undeploy_id: crate::workflow::names::automatic_undeploy_id(&request.release_id, due.as_ms()),
             of_release: Some(request.release_id.clone()),
         };
-        let delay_secs = due.ms_since(self.clock.now()).div_ceil(1000).min(u64::from(Q::DELAY_SECS_MAX)) as u32;
-        Ok(self.queue.send(&message, delay_secs).await?)
+        Ok(self.queue.send(&message, delay_secs::<Q>(due, self.clock.now())).await?)
     }
 
     /// Wakes every running deploy whose wakes were lost (see `workflow::decide::stalled`): a
@@ -587,8 +585,8 @@ impl<S: EventStore, Q: Queue, C: Cloud, K: Clock> Runner<S, Q, C, K> {
         let progressed = loaded.state.seq > seq_at_start;
         let current = delivery.seen_seq.is_none_or(|seen| seen >= loaded.state.seq);
         if progressed || current || delivery.redelivered {
-            let delay_secs = until.ms_since(now).div_ceil(1000).min(u64::from(Q::DELAY_SECS_MAX)) as u32;
-            self.queue.send(&Message::Wake { deploy: loaded.deploy.clone(), seq: loaded.state.seq }, delay_secs).await?;
+            let wake = Message::Wake { deploy: loaded.deploy.clone(), seq: loaded.state.seq };
+            self.queue.send(&wake, delay_secs::<Q>(until, now)).await?;
         }
         Ok(Handled::Waiting { deploy: loaded.deploy.clone(), until })
     }
@@ -690,6 +688,12 @@ async fn reassert_recorded_traffic<C: Cloud>(cloud: &C, state: &State) {
             }
         }
     }
+}
+
+/// The delay of a message due at `until`, sent at `now`: whole seconds, rounded up, at most what
+/// the queue allows (a longer wait arrives early and is sent on again).
+fn delay_secs<Q: Queue>(until: Timestamp, now: Timestamp) -> u32 {
+    until.ms_since(now).div_ceil(1000).min(u64::from(Q::DELAY_SECS_MAX)) as u32
 }
 
 /// The watch note of a deploy (see `LockOp::Watch`), written with its first event.

@@ -406,9 +406,13 @@ fn apply(state: &mut State, event: &Event, at: Timestamp) {
             state.teardown = asgs
                 .iter()
                 .map(|asg| {
-                    let rule = rules.iter().find(|r| r.asg == asg.name).cloned();
-                    let stage = if rule.is_some() { TeardownStage::Unroute } else { teardown_of_existing(asg).stage };
-                    Teardown { rule, stage, ..teardown_of_existing(asg) }
+                    let mut teardown = teardown_of_existing(asg);
+                    if let Some(rule) = rules.iter().find(|r| r.asg == asg.name) {
+                        // The rule goes first: deleting the ASG behind a live rule blackholes traffic.
+                        teardown.rule = Some(rule.clone());
+                        teardown.stage = TeardownStage::Unroute;
+                    }
+                    teardown
                 })
                 .collect();
         }

@@ -213,13 +213,8 @@ fn clone_web_from_template(release: &mut Release) {
         template: Some(template_name(&config)),
         autoscaling: web.autoscaling.clone(),
         traffic: web.traffic.clone(),
-        ..template_service()
+        ..Service::default()
     };
-}
-
-/// A service with nothing but defaults (no instance type: a template's clone).
-fn template_service() -> Service {
-    serde_json::from_str(r#"{ "template": "" }"#).expect("a service with only a template parses")
 }
 
 /// Web's traffic block for `config`, its pacing drawn from `rng`.

@@ -64,27 +64,21 @@ impl AwsCloud {
     /// emulators refuse a delete by name.)
     async fn launch_template_id(&self, name: Option<&str>) -> Result<Option<String>, CloudError> {
         let Some(name) = name else { return Ok(None) };
-        match self.ec2.describe_launch_templates().launch_template_names(name).send().await {
-            Ok(out) => Ok(out.launch_templates().first().and_then(|lt| lt.launch_template_id()).map(str::to_string)),
-            Err(e) => {
-                let error = cloud_error("DescribeLaunchTemplates", e);
-                if is_missing(&error) {
-                    Ok(None)
-                } else {
-                    Err(error)
-                }
-            }
-        }
+        Ok(self.launch_template_named(name).await?.and_then(|lt| lt.launch_template_id().map(str::to_string)))
     }
 
     /// The release id tag of the launch template named `name`: `None` if there is no such
     /// template, `Some("")` if it has no release tag.
     async fn launch_template_release(&self, name: &str) -> Result<Option<String>, CloudError> {
+        let template = self.launch_template_named(name).await?;
+        Ok(template
+            .map(|lt| lt.tags().iter().find(|t| t.key() == Some(TAG_RELEASE)).and_then(|t| t.value()).unwrap_or_default().to_string()))
+    }
+
+    /// The launch template named `name`, if there is one.
+    async fn launch_template_named(&self, name: &str) -> Result<Option<ec2::LaunchTemplate>, CloudError> {
         match self.ec2.describe_launch_templates().launch_template_names(name).send().await {
-            Ok(out) => Ok(out
-                .launch_templates()
-                .first()
-                .map(|lt| lt.tags().iter().find(|t| t.key() == Some(TAG_RELEASE)).and_then(|t| t.value()).unwrap_or_default().to_string())),
+            Ok(out) => Ok(out.launch_templates().first().cloned()),
             Err(e) => {
                 let error = cloud_error("DescribeLaunchTemplates", e);
                 if is_missing(&error) {
@@ -102,21 +96,11 @@ impl AwsCloud {
         }
         let tags = spec.tags.iter().map(|(k, v)| asg_tag(&spec.asg_name, k, v, PROPAGATE_AT_LAUNCH)).collect();
         let hooks = spec.lifecycle_hooks.iter().map(hook_specification).collect();
+        let launch_template =
+            asg::LaunchTemplateSpecification::builder().launch_template_name(&spec.launch_template_name).version("$Latest").build();
         let created = self
-            .autoscaling
-            .create_auto_scaling_group()
-            .auto_scaling_group_name(&spec.asg_name)
-            .launch_template(
-                asg::LaunchTemplateSpecification::builder().launch_template_name(&spec.launch_template_name).version("$Latest").build(),
-            )
-            .min_size(spec.min_size as i32)
-            .max_size(spec.max_size as i32)
-            .desired_capacity(spec.desired_capacity as i32)
-            .vpc_zone_identifier(spec.subnet_ids.join(","))
-            .set_load_balancer_names(non_empty(spec.elbs.clone()))
-            .set_target_group_arns(non_empty(spec.target_group_arns.clone()))
+            .create_asg_request(spec, launch_template)
             .health_check_type(&spec.health_check_type)
-            .health_check_grace_period(spec.health_check_grace_period_secs as i32)
             .default_cooldown(spec.default_cooldown_secs as i32)
             .set_placement_group(spec.placement.as_ref().map(|p| p.group_name.clone()))
             .set_tags(Some(tags))
@@ -124,6 +108,26 @@ impl AwsCloud {
             .send()
             .await;
         self.asg_created(spec, created.map(|_| ()).map_err(|e| cloud_error("CreateAutoScalingGroup", e))).await
+    }
+
+    /// What every ASG skald creates takes from its spec: name, launch template, sizes, subnets,
+    /// load balancers and grace period. The caller adds the rest (a clone copies its template's).
+    pub(super) fn create_asg_request(
+        &self,
+        spec: &LaunchSpec,
+        launch_template: asg::LaunchTemplateSpecification,
+    ) -> aws_sdk_autoscaling::operation::create_auto_scaling_group::builders::CreateAutoScalingGroupFluentBuilder {
+        self.autoscaling
+            .create_auto_scaling_group()
+            .auto_scaling_group_name(&spec.asg_name)
+            .launch_template(launch_template)
+            .min_size(spec.min_size as i32)
+            .max_size(spec.max_size as i32)
+            .desired_capacity(spec.desired_capacity as i32)
+            .vpc_zone_identifier(spec.subnet_ids.join(","))
+            .set_load_balancer_names(non_empty(spec.elbs.clone()))
+            .set_target_group_arns(non_empty(spec.target_group_arns.clone()))
+            .health_check_grace_period(spec.health_check_grace_period_secs as i32)
     }
 
     /// Whether the ASG `spec` names exists already as this release's (a crashed worker made

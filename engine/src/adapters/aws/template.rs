@@ -239,18 +239,8 @@ impl AwsCloud {
             .version(version.to_string())
             .build();
         let created = self
-            .autoscaling
-            .create_auto_scaling_group()
-            .auto_scaling_group_name(&spec.asg_name)
-            .launch_template(launch_template)
-            .min_size(spec.min_size as i32)
-            .max_size(spec.max_size as i32)
-            .desired_capacity(spec.desired_capacity as i32)
-            .vpc_zone_identifier(spec.subnet_ids.join(","))
-            .set_load_balancer_names(non_empty(spec.elbs.clone()))
-            .set_target_group_arns(non_empty(spec.target_group_arns.clone()))
+            .create_asg_request(spec, launch_template)
             .health_check_type(group.health_check_type().unwrap_or(&spec.health_check_type))
-            .health_check_grace_period(spec.health_check_grace_period_secs as i32)
             .set_termination_policies(non_empty(group.termination_policies().to_vec()))
             .set_max_instance_lifetime(group.max_instance_lifetime())
             .set_placement_group(group.placement_group().map(str::to_string))
