@@ -9,7 +9,8 @@ use crate::message::Message;
 use crate::notify::Notification;
 use crate::workflow::command::HealthTarget;
 use crate::workflow::health::ServiceReport;
-use crate::workflow::resources::{Lookup, Query, RuleCondition, Tags, TargetGroupShape, Weighted};
+use crate::workflow::listener_rule::NewRule;
+use crate::workflow::resources::{Lookup, Query, Tags, TargetGroupShape, Weighted};
 use crate::workflow::{CloudError, LaunchSpec, Timestamp};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -176,13 +177,13 @@ pub trait Cloud {
         tags: &Tags,
     ) -> impl Future<Output = Result<String, CloudError>> + Send;
 
-    /// Makes the listener's rule at `priority` forward to `forward` (weighted), creating it with
-    /// `conditions` if there is none; an empty `forward` deletes the rule. Repeatable.
+    /// Makes the listener's rule at `priority` forward to `forward` (weighted), creating it as
+    /// `rule` says if there is none; an empty `forward` deletes the rule. Repeatable.
     fn shift_traffic(
         &self,
         listener_arn: &str,
         priority: u32,
-        conditions: &[RuleCondition],
+        rule: NewRule<'_>,
         forward: &[Weighted],
     ) -> impl Future<Output = Result<(), CloudError>> + Send;
 

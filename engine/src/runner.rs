@@ -12,6 +12,8 @@ use crate::ports::{Append, AppendError, Clock, Cloud, EventStore, IndexEntry, Lo
 use crate::workflow::command::{CloudError, Command, Outcome};
 use crate::workflow::decide::shift_to_recorded;
 use crate::workflow::event::{Event, Freshness, Recorded};
+use crate::workflow::listener_rule::NewRule;
+use crate::workflow::settings::Settings;
 use crate::workflow::state::{Lock, TeardownStage, ATTEMPTS_MAX};
 use crate::workflow::{decide, evolve, record, Decision, End, Next, State, Timestamp};
 use std::fmt;
@@ -32,6 +34,8 @@ const TELL_TRIES_MAX: usize = 3;
 #[derive(Clone, Debug, Default)]
 pub struct RunnerConfig {
     pub freshness: Freshness,
+    /// The operator's settings, recorded with every request so a replay judges it the same.
+    pub settings: Settings,
 }
 
 /// The runner with its four ports.
@@ -187,6 +191,7 @@ impl<S: EventStore, Q: Queue, C: Cloud, K: Clock> Runner<S, Q, C, K> {
             release_digest: release_digest.clone(),
             requested_by: sender,
             freshness: self.config.freshness,
+            settings: Some(self.config.settings.clone()),
         };
         let first = Recorded { seq: 1, at: self.clock.now(), event };
         let first = codec::encode(&first, "", codec::state_hash(&evolve(State::default(), &first)));
@@ -554,8 +559,9 @@ impl<S: EventStore, Q: Queue, C: Cloud, K: Clock> Runner<S, Q, C, K> {
             Command::Detach { asg, elbs, target_groups } => Outcome::Done(cloud.detach(asg, elbs, target_groups).await),
             Command::CheckDetached { asg, elbs, target_groups } => Outcome::Detached(cloud.is_detached(asg, elbs, target_groups).await),
             Command::CreateTargetGroup { name, shape, tags, .. } => Outcome::Created(cloud.create_target_group(name, shape, tags).await),
-            Command::ShiftTraffic { listener_arn, priority, conditions, forward, .. } => {
-                Outcome::Done(cloud.shift_traffic(listener_arn, *priority, conditions, forward).await)
+            Command::ShiftTraffic { listener_arn, priority, conditions, forward, copy, .. } => {
+                let rule = NewRule { conditions, copy: copy.as_ref() };
+                Outcome::Done(cloud.shift_traffic(listener_arn, *priority, rule, forward).await)
             }
             Command::Delete { asg, launch_template, target_group } => {
                 if target_group.is_some() {
@@ -564,7 +570,7 @@ impl<S: EventStore, Q: Queue, C: Cloud, K: Clock> Runner<S, Q, C, K> {
                 Outcome::Done(cloud.delete(asg, launch_template.as_deref(), target_group.as_deref()).await)
             }
             Command::RemoveRule { listener_arn, priority, .. } => {
-                Outcome::Done(cloud.shift_traffic(listener_arn, *priority, &[], &[]).await)
+                Outcome::Done(cloud.shift_traffic(listener_arn, *priority, NewRule { conditions: &[], copy: None }, &[]).await)
             }
             Command::AcquireLock { .. } | Command::ReleaseLock { .. } | Command::CancelDeploy { .. } => {
                 unreachable!("lock and cancel commands never reach the cloud")
@@ -679,11 +685,13 @@ async fn reassert_recorded_traffic<C: Cloud>(cloud: &C, state: &State) {
         return;
     }
     for service in state.services.keys() {
-        let Some(Command::ShiftTraffic { listener_arn, priority, conditions, forward, .. }) = shift_to_recorded(state, service) else {
+        let Some(Command::ShiftTraffic { listener_arn, priority, conditions, forward, copy, .. }) = shift_to_recorded(state, service)
+        else {
             continue;
         };
         for _ in 0..ATTEMPTS_MAX {
-            if cloud.shift_traffic(&listener_arn, priority, &conditions, &forward).await.is_ok() {
+            let rule = NewRule { conditions: &conditions, copy: copy.as_ref() };
+            if cloud.shift_traffic(&listener_arn, priority, rule, &forward).await.is_ok() {
                 break;
             }
         }

@@ -7,10 +7,12 @@
 //! is real. Each test has its own project-config, load balancer and groups, so tests share one
 //! emulator.
 
+use aws_sdk_elasticloadbalancingv2::types as elb;
 use skald_engine::adapters::aws::AwsCloud;
 use skald_engine::ports::Cloud;
 use skald_engine::testing::deploys::{failures, halt, history, memory_runner, run_until_end, run_until_event, submit};
 use skald_engine::testing::{moto, traffic_world, TRAFFIC_PRIORITY, TRAFFIC_SERVICE};
+use skald_engine::workflow::listener_rule::NewRule;
 use skald_engine::workflow::names::{managed_tags, target_group_name, TAG_RELEASE};
 use skald_engine::workflow::release::Traffic;
 use skald_engine::workflow::resources::{check, FoundRule, FoundTargetGroup, Lookup, Query, Weighted};
@@ -179,14 +181,15 @@ async fn shifts_repeat_harmlessly_and_a_group_a_rule_uses_is_not_deleted_yet() {
     let found = lookup(&cloud, &release, &[]).await;
     let template = found.template_target_groups[&traffic(&release).target_group].clone();
     let conditions = rule_at(&found, &release, PRIORITY + 40_000).unwrap().conditions;
+    let rule = NewRule { conditions: &conditions, copy: None };
 
     // When a shift is made twice (a redelivered message), then removed twice
     for _ in 0..2 {
-        cloud.shift_traffic(&listener, PRIORITY, &conditions, &all_on(&template)).await.unwrap();
+        cloud.shift_traffic(&listener, PRIORITY, rule, &all_on(&template)).await.unwrap();
     }
     let shifted = lookup(&cloud, &release, &[]).await;
     for _ in 0..2 {
-        cloud.shift_traffic(&listener, PRIORITY, &conditions, &[]).await.unwrap();
+        cloud.shift_traffic(&listener, PRIORITY, rule, &[]).await.unwrap();
     }
     let removed = lookup(&cloud, &release, &[]).await;
     let template_name = &traffic(&release).target_group;
@@ -209,10 +212,162 @@ async fn a_listener_that_does_not_exist_is_reported_not_an_error() {
 
     // When its resources are looked up and checked
     let found = lookup(&cloud, &release, &[]).await;
-    let problems = check(&release, "01JAWSNOLISTENER000000001", &found).unwrap_err();
+    let problems = check(&release, "01JAWSNOLISTENER000000001", &found, &[]).unwrap_err();
 
     // Then the lookup left it out, and the check names it
     assert!(!found.listeners.contains_key(&missing));
     let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
     assert_eq!(problems, [format!("services.web.traffic.listener: no listener `{missing}` found")]);
+}
+
+/// Replaces the world's exemplar rule with one made of `conditions` and `actions` (a forward to
+/// the template is added last) and tags it; returns the template group's ARN.
+async fn exemplar_with(cloud: &AwsCloud, release: &Release, conditions: Vec<elb::RuleCondition>, actions: Vec<elb::Action>) -> String {
+    let elbv2 = aws_sdk_elasticloadbalancingv2::Client::new(&moto::aws_config().await);
+    let found = lookup(cloud, release, &[]).await;
+    let template = found.template_target_groups[&traffic(release).target_group].arn.clone();
+    let old = rule_at(&found, release, PRIORITY + 40_000).expect("the world has an exemplar");
+    elbv2.delete_rule().rule_arn(&old.arn).send().await.expect("the old exemplar is deleted");
+    let order = actions.len() as i32 + 1;
+    let forward = elb::Action::builder().r#type(elb::ActionTypeEnum::Forward).target_group_arn(&template).order(order).build();
+    elbv2
+        .create_rule()
+        .listener_arn(&traffic(release).listener)
+        .priority(PRIORITY as i32 + 40_000)
+        .set_conditions(Some(conditions))
+        .set_actions(Some(actions.into_iter().chain([forward]).collect()))
+        .tags(elb::Tag::builder().key("Team").value("storefront").build())
+        .send()
+        .await
+        .expect("the exemplar is created");
+    template
+}
+
+/// The production rule as the load balancer describes it.
+async fn production_rule(release: &Release) -> elb::Rule {
+    let elbv2 = aws_sdk_elasticloadbalancingv2::Client::new(&moto::aws_config().await);
+    let rules = elbv2.describe_rules().listener_arn(&traffic(release).listener).send().await.unwrap();
+    rules.rules().iter().find(|r| r.priority() == Some(&PRIORITY.to_string())).cloned().expect("a production rule exists")
+}
+
+async fn rule_tags(arn: &str) -> Vec<(String, String)> {
+    let elbv2 = aws_sdk_elasticloadbalancingv2::Client::new(&moto::aws_config().await);
+    let out = elbv2.describe_tags().resource_arns(arn).send().await.unwrap();
+    let tags = out.tag_descriptions().iter().flat_map(|d| d.tags());
+    tags.map(|t| (t.key().unwrap_or_default().to_string(), t.value().unwrap_or_default().to_string())).collect()
+}
+
+#[tokio::test]
+async fn a_first_deploy_keeps_the_exemplars_oidc_authentication_and_host_condition() {
+    // Given an exemplar that authenticates with OIDC on a host, then forwards to the template
+    let (cloud, release) = traffic_world("exemplar-oidc").await;
+    let oidc = elb::AuthenticateOidcActionConfig::builder()
+        .issuer("https://idp.example.com")
+        .authorization_endpoint("https://idp.example.com/authorize")
+        .token_endpoint("https://idp.example.com/token")
+        .user_info_endpoint("https://idp.example.com/userinfo")
+        .client_id("storefront")
+        .client_secret("exemplar-secret")
+        .on_unauthenticated_request(elb::AuthenticateOidcActionConditionalBehaviorEnum::Deny)
+        .build();
+    let authenticate = elb::Action::builder().r#type(elb::ActionTypeEnum::AuthenticateOidc).authenticate_oidc_config(oidc).order(1).build();
+    let host = elb::RuleCondition::builder()
+        .field("host-header")
+        .host_header_config(elb::HostHeaderConditionConfig::builder().values("shop.example.com").build())
+        .build();
+    exemplar_with(&cloud, &release, vec![host.clone()], vec![authenticate]).await;
+
+    // When the first release deploys
+    let runner = memory_runner(cloud.clone());
+    submit(&runner, &release, "01JAWSOIDC000000000000001");
+    let state = run_until_end(&runner, "01JAWSOIDC000000000000001").await;
+
+    // Then the production rule authenticates as the exemplar does, on the same host, before it
+    // forwards everything to the release's own group, and carries the exemplar's tags
+    assert_eq!(end_of(&state), Some("Success"), "{:?}", failures(&runner, "01JAWSOIDC000000000000001"));
+    let rule = production_rule(&release).await;
+    assert_eq!(rule.conditions(), [host]);
+    let kinds: Vec<_> = rule.actions().iter().map(|a| a.r#type().map(|t| t.as_str().to_string())).collect();
+    assert_eq!(kinds, [Some("authenticate-oidc".to_string()), Some("forward".to_string())]);
+    let config = rule.actions()[0].authenticate_oidc_config().unwrap();
+    assert_eq!(
+        (config.issuer(), config.client_id(), config.client_secret()),
+        (Some("https://idp.example.com"), Some("storefront"), Some("exemplar-secret"))
+    );
+    assert_eq!(config.on_unauthenticated_request(), Some(&elb::AuthenticateOidcActionConditionalBehaviorEnum::Deny));
+    let own = lookup(&cloud, &release, &[&own_group_name(&state)]).await.template_target_groups[&own_group_name(&state)].arn.clone();
+    let forward = rule.actions()[1].forward_config().map(|c| c.target_groups().to_vec()).unwrap_or_default();
+    assert_eq!(forward.iter().map(|t| (t.target_group_arn().unwrap().to_string(), t.weight())).collect::<Vec<_>>(), [(own, Some(100))]);
+    let tags = rule_tags(rule.rule_arn().unwrap()).await;
+    assert!(tags.contains(&("Team".into(), "storefront".into())) && tags.contains(&("ManagedBy".into(), "skald".into())), "{tags:?}");
+    // And the secret is nowhere in the history
+    let (events, _) = history(&runner, "01JAWSOIDC000000000000001");
+    let recorded = serde_json::to_string(&events.iter().map(|r| &r.event).collect::<Vec<_>>()).unwrap();
+    assert!(!recorded.contains("exemplar-secret"));
+}
+
+#[tokio::test]
+async fn a_first_deploy_copies_header_and_query_string_conditions() {
+    // Given an exemplar matching a header and a query string
+    let (cloud, release) = traffic_world("exemplar-header").await;
+    let header = elb::RuleCondition::builder()
+        .field("http-header")
+        .http_header_config(elb::HttpHeaderConditionConfig::builder().http_header_name("X-Canary").values("yes").build())
+        .build();
+    let pair = elb::QueryStringKeyValuePair::builder().key("beta").value("1").build();
+    let query = elb::RuleCondition::builder()
+        .field("query-string")
+        .query_string_config(elb::QueryStringConditionConfig::builder().values(pair).build())
+        .build();
+    exemplar_with(&cloud, &release, vec![header.clone(), query.clone()], vec![]).await;
+
+    // When the first release deploys
+    let runner = memory_runner(cloud.clone());
+    submit(&runner, &release, "01JAWSHEADER0000000000001");
+    let state = run_until_end(&runner, "01JAWSHEADER0000000000001").await;
+
+    // Then the production rule matches exactly those requests
+    assert_eq!(end_of(&state), Some("Success"), "{:?}", failures(&runner, "01JAWSHEADER0000000000001"));
+    let rule = production_rule(&release).await;
+    assert_eq!(rule.conditions(), [header, query]);
+}
+
+#[tokio::test]
+async fn an_exemplar_that_cannot_be_copied_is_refused_before_anything_launches() {
+    // Given an exemplar that answers with a fixed response instead of forwarding to the template
+    let (cloud, release) = traffic_world("exemplar-split").await;
+    let elbv2 = aws_sdk_elasticloadbalancingv2::Client::new(&moto::aws_config().await);
+    let found = lookup(&cloud, &release, &[]).await;
+    let exemplar = rule_at(&found, &release, PRIORITY + 40_000).unwrap();
+    let elsewhere = elb::Action::builder()
+        .r#type(elb::ActionTypeEnum::FixedResponse)
+        .fixed_response_config(elb::FixedResponseActionConfig::builder().status_code("503").build())
+        .build();
+    elbv2.modify_rule().rule_arn(&exemplar.arn).actions(elsewhere).send().await.expect("the exemplar is changed");
+
+    // When the first release deploys
+    let runner = memory_runner(cloud.clone());
+    submit(&runner, &release, "01JAWSUNCOPYABLE000000001");
+    let state = run_until_end(&runner, "01JAWSUNCOPYABLE000000001").await;
+
+    // Then it is refused with the resources, naming the field and the action, and launched nothing
+    assert_eq!(end_of(&state), Some("FailureClean"));
+    let (events, _) = history(&runner, "01JAWSUNCOPYABLE000000001");
+    let problems: Vec<String> = events
+        .iter()
+        .filter_map(|r| {
+            if let Event::ResourcesRejected { problems } = &r.event {
+                Some(problems.iter().map(ToString::to_string))
+            } else {
+                None
+            }
+        })
+        .flatten()
+        .collect();
+    assert!(
+        problems.iter().any(|p| p.starts_with("services.web.traffic.priority:") && p.contains("`fixed-response` action")),
+        "{problems:?}"
+    );
+    assert!(asg_names(&cloud, &release).await.is_empty());
+    assert!(!events.iter().any(|r| matches!(r.event, Event::CommandStarted { .. })), "nothing was started");
 }

@@ -2,9 +2,15 @@
 //! the release is checked, then it resolves, or each problem names the field and the reason.
 
 use skald_engine::codec::parse_release;
-use skald_engine::workflow::resources::{check, ExistingAsg, Found, FoundProfile, Lookup, Query, Tags};
+use skald_engine::workflow::resources::{self, ExistingAsg, Found, FoundProfile, Lookup, Query, Resolved, Tags};
+use skald_engine::workflow::validate::Problem;
 use skald_engine::workflow::Release;
 use std::collections::BTreeMap;
+
+/// The check as the runner makes it, with the release's own AMI owners as the allowed ones.
+fn check(release: &Release, release_id: &str, lookup: &Lookup) -> Result<Resolved, Vec<Problem>> {
+    resources::check(release, release_id, lookup, &release.ami_owners)
+}
 
 const RELEASE_ID: &str = "01JRESOURCES0000000000001";
 

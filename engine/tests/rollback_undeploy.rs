@@ -141,6 +141,7 @@ fn a_wait_for_a_cancelled_deploy_is_bounded() {
         release_digest: "d".into(),
         requested_by: None,
         freshness: Default::default(),
+        settings: None,
     };
     let mut history = vec![
         Recorded { seq: 1, at: at(0), event: request },

@@ -91,7 +91,7 @@ fn a_first_deploy_copies_the_exemplar_rule_and_sends_everything_to_its_own_group
     // conditions, forwards everything to it at once
     let group = own_group_arn(&local, &id(1));
     let rule = local.cloud.rule_at(&listener(), PRIORITY).expect("the production rule");
-    assert_eq!(rule.conditions, [RuleCondition { field: "path-pattern".into(), values: vec!["/*".into()] }]);
+    assert_eq!(rule.conditions, [RuleCondition::of_values("path-pattern", &["/*"])]);
     assert_eq!(rule.forward, [Weighted { target_group: group, weight: 100 }]);
     let history = local.history(&id(1));
     assert_eq!(shifts(&history).iter().map(|(w, _)| *w).collect::<Vec<_>>(), [100]);

@@ -7,6 +7,7 @@ use skald_engine::adapters::memory::SystemClock;
 use skald_engine::adapters::sqs::SqsQueue;
 use skald_engine::runner::{Runner, RunnerConfig};
 use skald_engine::workflow::event::Freshness;
+use skald_engine::workflow::settings::Settings;
 
 /// The events table; `skald-events` unless `SKALD_TABLE` says otherwise.
 pub const TABLE_VAR: &str = "SKALD_TABLE";
@@ -21,6 +22,11 @@ pub const NOTIFY_VAR: &str = "SKALD_NOTIFY";
 /// The role assumed in another account for a release whose `aws_account_id` names it; default
 /// `skald-deployer` (infra/target-account.yaml creates it).
 pub const TARGET_ROLE_VAR: &str = "SKALD_TARGET_ROLE_NAME";
+
+/// The accounts whose images a `$name-prefix:` AMI may come from, comma-separated (12-digit ids
+/// or `self`); a release may narrow the list, never widen it. Unset: `self`, the account a deploy
+/// runs in.
+pub const AMI_OWNERS_VAR: &str = "SKALD_AMI_OWNERS";
 
 /// How old (seconds) a request's `created_at` may be when it arrives; default 900 (15 minutes).
 pub const MAX_AGE_VAR: &str = "SKALD_CREATED_AT_MAX_AGE_SECS";
@@ -80,13 +86,7 @@ impl AwsEnv {
 
     /// The whole runner, as the worker and the Lambda use it.
     pub fn runner(&self) -> Result<AwsRunner, String> {
-        Ok(Runner {
-            store: self.store(),
-            queue: self.queue()?,
-            cloud: self.cloud()?,
-            clock: SystemClock,
-            config: RunnerConfig { freshness: freshness()? },
-        })
+        Ok(Runner { store: self.store(), queue: self.queue()?, cloud: self.cloud()?, clock: SystemClock, config: runner_config()? })
     }
 }
 
@@ -106,6 +106,21 @@ pub fn cloud(config: &aws_config::SdkConfig) -> Result<AwsCloud, String> {
         Some(text) => Ok(cloud.with_notifications(config, Destination::parse(&text).map_err(|e| format!("{NOTIFY_VAR}: {e}"))?)),
         None => Ok(cloud),
     }
+}
+
+/// What the environment sets of the runner: the freshness window and the operator's settings,
+/// both recorded with every request.
+pub fn runner_config() -> Result<RunnerConfig, String> {
+    Ok(RunnerConfig { freshness: freshness()?, settings: settings()? })
+}
+
+/// The operator's settings (`SKALD_AMI_OWNERS`), or the defaults.
+pub fn settings() -> Result<Settings, String> {
+    let mut settings = Settings::default();
+    if let Some(text) = std::env::var(AMI_OWNERS_VAR).ok().filter(|t| !t.trim().is_empty()) {
+        settings.ami_owners = Settings::parse_ami_owners(&text).map_err(|e| format!("{AMI_OWNERS_VAR}: {e}"))?;
+    }
+    Ok(settings)
 }
 
 /// The window a request's `created_at` must fall in, from the environment or the defaults.

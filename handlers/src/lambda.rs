@@ -21,7 +21,7 @@ use skald_engine::adapters::dynamodb::DynamoStore;
 use skald_engine::adapters::memory::SystemClock;
 use skald_engine::adapters::sqs::SqsQueue;
 use skald_engine::ports::{Clock, Cloud, EventStore, Queue};
-use skald_engine::runner::{Runner, RunnerConfig};
+use skald_engine::runner::Runner;
 use std::any::Any;
 use std::panic::AssertUnwindSafe;
 use tracing::Instrument;
@@ -182,7 +182,7 @@ pub async fn aws_runner(config: &Config) -> Result<AwsRunner, String> {
         queue: SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), config.queue_url.clone()),
         cloud: crate::aws_env::cloud(&sdk)?,
         clock: SystemClock,
-        config: RunnerConfig { freshness: crate::aws_env::freshness()? },
+        config: crate::aws_env::runner_config()?,
     })
 }
 

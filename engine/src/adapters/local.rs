@@ -154,7 +154,7 @@ pub fn provision_traffic(cloud: &SimCloud, traffic: &Traffic, scope: &[(&str, &s
         matcher: Some("200".into()),
     };
     let template = cloud.add_template_target_group(&traffic.target_group, scope, shape);
-    let conditions = [RuleCondition { field: "path-pattern".into(), values: vec!["/*".into()] }];
+    let conditions = [RuleCondition::of_values("path-pattern", &["/*"])];
     cloud.add_rule(&traffic.listener, traffic.exemplar_priority(), &conditions, &[Weighted { target_group: template, weight: 100 }]);
 }
 

@@ -9,6 +9,7 @@ use crate::notify::Notification;
 use crate::ports::{Clock, Cloud};
 use crate::workflow::command::HealthTarget;
 use crate::workflow::health::{InstanceReport, ServiceReport};
+use crate::workflow::listener_rule::{self, NewRule};
 use crate::workflow::names::{TAG_CONFIG, TAG_PROJECT, TAG_RELEASE};
 use crate::workflow::release::AMI_NAME_PREFIX;
 use crate::workflow::resources::{ExistingAsg, Found, FoundProfile, FoundRule, FoundTargetGroup, Lookup, Query, RuleCondition, Tags};
@@ -432,10 +433,30 @@ fn pick<V: Clone>(pool: &BTreeMap<String, V>, wanted: &std::collections::BTreeSe
 }
 
 impl World {
+    /// A rule made by hand: its conditions, then a forward.
     fn rule(&mut self, priority: u32, conditions: &[RuleCondition], forward: &[Weighted]) -> FoundRule {
         self.next_rule += 1;
         let arn = format!("arn:aws:elasticloadbalancing:us-east-1:123456789012:listener-rule/app/sim/{:016x}", self.next_rule);
-        FoundRule { arn, priority: Some(priority), conditions: conditions.to_vec(), forward: forward.to_vec() }
+        let actions = listener_rule::with_forward(&[], forward);
+        FoundRule {
+            arn,
+            priority: Some(priority),
+            conditions: conditions.to_vec(),
+            forward: forward.to_vec(),
+            actions,
+            tags: Tags::new(),
+            transforms: vec![],
+        }
+    }
+
+    /// A rule a shift creates: the exemplar's actions and tags where the shift copies them.
+    fn copied_rule(&mut self, priority: u32, new: NewRule<'_>, forward: &[Weighted]) -> FoundRule {
+        let mut rule = self.rule(priority, new.conditions, forward);
+        if let Some(copy) = new.copy {
+            rule.actions = listener_rule::with_forward(&copy.actions, forward);
+            rule.tags = copy.tags.clone();
+        }
+        rule
     }
 
     fn target_group_exists(&self, arn: &str) -> bool {
@@ -455,21 +476,19 @@ impl World {
         Ok(arn)
     }
 
-    fn shift_traffic(
-        &mut self,
-        listener: &str,
-        priority: u32,
-        conditions: &[RuleCondition],
-        forward: &[Weighted],
-    ) -> Result<(), CloudError> {
+    fn shift_traffic(&mut self, listener: &str, priority: u32, rule: NewRule<'_>, forward: &[Weighted]) -> Result<(), CloudError> {
         if let Some(missing) = forward.iter().find(|w| !self.target_group_exists(&w.target_group)) {
             return Err(CloudError::permanent("TargetGroupNotFound", format!("no target group {}", missing.target_group)));
         }
-        let fresh = (!forward.is_empty()).then(|| self.rule(priority, conditions, forward));
+        let fresh = (!forward.is_empty()).then(|| self.copied_rule(priority, rule, forward));
         let rules = self.listeners.get_mut(listener).ok_or_else(|| CloudError::permanent("ListenerNotFound", listener.to_string()))?;
         match (rules.iter().position(|r| r.priority == Some(priority)), fresh) {
             (Some(at), None) => drop(rules.remove(at)),
-            (Some(at), Some(_)) => rules[at].forward = forward.to_vec(),
+            (Some(at), Some(_)) => {
+                let existing = &mut rules[at];
+                existing.actions = listener_rule::with_forward(&existing.actions, forward);
+                existing.forward = forward.to_vec();
+            }
             (None, Some(rule)) => rules.push(rule),
             (None, None) => {}
         }
@@ -615,14 +634,14 @@ impl Cloud for SimCloud {
         &self,
         listener_arn: &str,
         priority: u32,
-        conditions: &[RuleCondition],
+        rule: NewRule<'_>,
         forward: &[Weighted],
     ) -> impl Future<Output = Result<(), CloudError>> + Send {
         let weights: Vec<String> =
             forward.iter().map(|w| format!("{}={}", w.target_group.split('/').nth(1).unwrap_or(&w.target_group), w.weight)).collect();
         let call = format!("shift_traffic {priority} [{}]", weights.join(","));
         let result =
-            self.enter(Op::ShiftTraffic, call).and_then(|()| self.with(|w| w.shift_traffic(listener_arn, priority, conditions, forward)));
+            self.enter(Op::ShiftTraffic, call).and_then(|()| self.with(|w| w.shift_traffic(listener_arn, priority, rule, forward)));
         async move { result }
     }
 

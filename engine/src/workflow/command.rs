@@ -5,6 +5,7 @@
 //! adapter. Outcomes are data too: `outcome::record` turns them into events without I/O.
 
 use super::health::ServiceReport;
+use super::listener_rule::RuleCopy;
 use super::release::Policy;
 use super::resources::{Lookup, Query, ResolvedHook, ResolvedTemplate, RuleCondition, Tags, TargetGroupShape, Weighted};
 use super::time::Timestamp;
@@ -73,6 +74,9 @@ pub enum Command {
         forward: Vec<Weighted>,
         /// The percentage on the release's own group that this forward means.
         weight: u32,
+        /// What a rule created by this shift copies from the exemplar (a first deploy).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        copy: Option<RuleCopy>,
     },
     /// Delete the listener rule at `priority` (an undeploy's, before the ASG behind it goes).
     /// Gone already is done.

@@ -10,6 +10,7 @@ use super::event::{Cleanliness, ErrorKind, Event, Recorded};
 use super::names;
 use super::release::Traffic;
 use super::resources::{Query, ResolvedTraffic};
+use super::settings::Settings;
 use super::state::{Lock, LockWait, ServiceProgress, State, Teardown, TeardownStage, TrafficProgress, ATTEMPTS_MAX};
 use super::time::Timestamp;
 use super::validate::{validate, Problem};
@@ -78,7 +79,9 @@ pub fn decide(state: &State, now: Timestamp) -> Decision {
         return Decision::Act(Command::ResolveResources { query: Box::new(Query::for_undeploy(state.release())) });
     }
     if state.resolved.is_none() {
-        return Decision::Act(Command::ResolveResources { query: Box::new(Query::for_release(state.release())) });
+        let request = state.request.as_ref().expect("checked by decide");
+        let ami_owners = Settings::ami_owners(request.settings.as_ref(), &request.release);
+        return Decision::Act(Command::ResolveResources { query: Box::new(Query { ami_owners, ..Query::for_release(&request.release) }) });
     }
     if state.healthy {
         return final_capacity(state);
@@ -92,6 +95,7 @@ fn validate_request(state: &State) -> Decision {
         return validate_undeploy(state, &undeploy.of_release);
     }
     let mut problems = validate(&request.release);
+    problems.extend(Settings::check(request.settings.as_ref(), &request.release));
     if let Err(message) = names::check_release_id(&request.release_id) {
         problems.push(Problem::new("release_id", message));
     }
@@ -318,6 +322,7 @@ fn shift(state: &State, name: &str, weight: u32) -> Command {
         conditions: traffic.conditions.clone(),
         forward: traffic.forward(group, weight),
         weight,
+        copy: traffic.copy.clone(),
     }
 }
 

@@ -8,6 +8,7 @@ use super::command::{instances, CloudError, Command};
 use super::health::HealthCounts;
 use super::release::Release;
 use super::resources::{ExistingAsg, LiveRule, Resolved};
+use super::settings::Settings;
 use super::time::Timestamp;
 use super::validate::Problem;
 use serde::{Deserialize, Serialize};
@@ -67,6 +68,10 @@ pub enum Event {
         requested_by: Option<String>,
         #[serde(default)]
         freshness: Freshness,
+        /// The deployer's settings the request is judged under; absent in histories recorded
+        /// before settings existed, which are judged as they were then.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        settings: Option<Settings>,
     },
     /// A person (or the release's own `automatic_undeploy_minutes`) asked for the live release of
     /// a project-config to be removed. The first event of an undeploy, which runs like a deploy:

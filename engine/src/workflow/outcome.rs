@@ -52,9 +52,10 @@ pub fn record(state: &State, command: &Command, outcome: Outcome, now: Timestamp
             }
             Err(error) => failed(error),
         }]),
-        (Command::ResolveResources { .. }, Outcome::Looked(looked)) => {
+        (Command::ResolveResources { query }, Outcome::Looked(looked)) => {
             let request = state.request.as_ref().expect("resolving without a request");
-            recorded(vec![match looked.map(|lookup| resources::check(&request.release, &request.release_id, &lookup)) {
+            let check = |lookup| resources::check(&request.release, &request.release_id, &lookup, &query.ami_owners);
+            recorded(vec![match looked.map(check) {
                 Ok(Ok(resolved)) => Event::ResourcesResolved { resolved: Box::new(resolved) },
                 Ok(Err(problems)) => Event::ResourcesRejected { problems },
                 Err(error) => failed(error),

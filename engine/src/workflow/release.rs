@@ -18,7 +18,7 @@ pub const EBS_VOLUME_TYPE_DEFAULT: &str = "gp2";
 pub const EBS_DEVICE_NAME_DEFAULT: &str = "/dev/xvda";
 pub const DEFAULT_COOLDOWN_SECS_DEFAULT: u64 = 300;
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Release {
     pub project_name: String,
@@ -31,7 +31,8 @@ pub struct Release {
     /// services only, `$launchtemplate:<N | $Latest | $Default | $LatestMinus:K>` (a version of
     /// the templates' launch templates as it is: a rollback).
     pub ami: String,
-    /// The accounts a `$name-prefix:` AMI may come from (12-digit ids, or `self`).
+    /// The accounts a `$name-prefix:` AMI may come from (12-digit ids, or `self`): a subset of
+    /// the deployer's own list (`settings::Settings::ami_owners`), which applies when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ami_owners: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

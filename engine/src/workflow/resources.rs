@@ -8,9 +8,12 @@
 //! `/skald/<project>/<config>/<service>/` with `_all` allowed from the right.
 
 use super::capacity::CapacityPlan;
+use super::listener_rule::{self, RuleCopy};
+pub use super::listener_rule::{FoundRule, RuleCondition, Weighted};
 use super::names::{self, ALL, DEPLOYER, TAG_CONFIG, TAG_DEPLOY_WITH, TAG_MANAGED_BY, TAG_PROJECT, TAG_RELEASE, TAG_SERVICE};
 use super::release::{AmiRef, Autoscaling, Release, Service, TemplateVersion, Traffic};
 use super::release::{TAG_TEMPLATE_MAX_SIZE, TAG_TEMPLATE_MIN_SIZE, TEMPLATE_MAX_SIZE_DEFAULT, TEMPLATE_MIN_SIZE_DEFAULT};
+use super::settings::OWNER_SELF;
 use super::validate::Problem;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -211,31 +214,6 @@ pub struct FoundImage {
     pub created: String,
 }
 
-/// A listener rule as the load balancer reports it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FoundRule {
-    pub arn: String,
-    /// `None` for the listener's default rule.
-    pub priority: Option<u32>,
-    pub conditions: Vec<RuleCondition>,
-    /// The target groups the rule forwards to, with their weights; empty for other actions.
-    pub forward: Vec<Weighted>,
-}
-
-/// One condition of a listener rule (`host-header`, `path-pattern`, …) and its values.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RuleCondition {
-    pub field: String,
-    pub values: Vec<String>,
-}
-
-/// A target group in a weighted forward.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Weighted {
-    pub target_group: String,
-    pub weight: u32,
-}
-
 /// A template target group: its ARN, tags and the settings a release's group copies.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FoundTargetGroup {
@@ -323,6 +301,10 @@ pub struct ResolvedTraffic {
     /// The group the production rule forwards to now; `None` on a first deploy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub live_target_group: Option<String>,
+    /// On a first deploy, the exemplar's actions and tags the production rule copies (absent in
+    /// histories recorded before rules were copied whole).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy: Option<RuleCopy>,
     /// What the release's own group is cloned from.
     pub template: TargetGroupShape,
     /// Alarms that abort the shift when one is in ALARM.
@@ -366,9 +348,9 @@ pub struct ResolvedHook {
 }
 
 /// Judges a lookup: the resolved resources, or every problem found (each naming the release field).
-pub fn check(release: &Release, release_id: &str, lookup: &Lookup) -> Result<Resolved, Vec<Problem>> {
+pub fn check(release: &Release, release_id: &str, lookup: &Lookup, ami_owners: &[String]) -> Result<Resolved, Vec<Problem>> {
     let mut problems = Vec::new();
-    let ami = check_ami(&mut problems, release, lookup);
+    let ami = check_ami(&mut problems, release, lookup, ami_owners);
     let subnet_ids = release
         .subnets
         .iter()
@@ -433,19 +415,19 @@ impl AmiChoice {
 
 /// An id or Name tag: exactly one image, opted in. A name prefix: the newest available image so
 /// named from an allowed owner (deployomat's rule; the owners are the trust, not a tag).
-fn check_ami(problems: &mut Vec<Problem>, release: &Release, lookup: &Lookup) -> Option<AmiChoice> {
+fn check_ami(problems: &mut Vec<Problem>, release: &Release, lookup: &Lookup, ami_owners: &[String]) -> Option<AmiChoice> {
     match release.ami_ref() {
         AmiRef::Image(reference) => check_opted_in(problems, "ami", &reference, &lookup.amis, "AMI").map(AmiChoice::Image),
         AmiRef::LaunchTemplate(version) => Some(AmiChoice::Version(version)),
         AmiRef::NamePrefix(prefix) => {
-            let allowed = |owner: &str| release.ami_owners.iter().any(|o| o == owner || (o == "self" && owner == lookup.account_id));
+            let allowed = |owner: &str| ami_owners.iter().any(|o| o == owner || (o == OWNER_SELF && owner == lookup.account_id));
             let newest = lookup
                 .images_by_prefix
                 .iter()
                 .filter(|i| i.name.starts_with(&prefix) && allowed(&i.owner))
                 .max_by(|a, b| (&a.created, &a.name, &a.id).cmp(&(&b.created, &b.name, &b.id)));
             if newest.is_none() {
-                let owners = release.ami_owners.join(", ");
+                let owners = ami_owners.join(", ");
                 problems.push(Problem::new("ami", format!("no available AMI named `{prefix}…` owned by {owners}")));
             }
             newest.map(|i| AmiChoice::Image(i.id.clone()))
@@ -631,9 +613,9 @@ fn check_traffic(
         return None;
     };
     let at = |priority: u32| rules.iter().find(|r| r.priority == Some(priority));
-    let (conditions, live_target_group) = match (at(traffic.priority), at(traffic.exemplar_priority())) {
+    let (conditions, live_target_group, copy) = match (at(traffic.priority), at(traffic.exemplar_priority())) {
         (Some(rule), _) => match rule.forward.as_slice() {
-            [only] => (rule.conditions.clone(), Some(only.target_group.clone())),
+            [only] => (rule.conditions.clone(), Some(only.target_group.clone()), None),
             forward => {
                 let message = format!(
                     "the rule at priority {} forwards to {} target groups; a deploy stopped mid-shift: set it to forward to the live group by hand",
@@ -644,7 +626,20 @@ fn check_traffic(
                 return None;
             }
         },
-        (None, Some(exemplar)) => (exemplar.conditions.clone(), None),
+        (None, Some(exemplar)) => {
+            // Without the template group (a problem reported above) there is nothing to judge by.
+            match template.map(|t| listener_rule::copy_of_exemplar(exemplar, &t.arn)) {
+                None => (exemplar.conditions.clone(), None, None),
+                Some(Ok(copy)) => (exemplar.conditions.clone(), None, Some(copy)),
+                Some(Err(why)) => {
+                    let at = format!("{path}.priority");
+                    problems.extend(
+                        why.into_iter().map(|w| Problem::new(&at, format!("{w} (rule at priority {})", traffic.exemplar_priority()))),
+                    );
+                    return None;
+                }
+            }
+        }
         (None, None) => {
             let message = format!(
                 "no rule at priority {} and no exemplar rule at priority {} to copy on a first deploy",
@@ -666,6 +661,7 @@ fn check_traffic(
         priority: traffic.priority,
         conditions,
         live_target_group,
+        copy,
         template: template?.shape.clone(),
         alarms: traffic.alarms.clone(),
     })

@@ -12,6 +12,7 @@ use super::health::HealthCounts;
 use super::names::{self, TemplateValues};
 use super::release::{OnConcurrentDeploy, Release};
 use super::resources::{ExistingAsg, LiveRule, Resolved, ResolvedService};
+use super::settings::Settings;
 use super::time::Timestamp;
 use super::validate::Problem;
 use serde::{Deserialize, Serialize};
@@ -94,6 +95,9 @@ pub struct Request {
     pub freshness: Freshness,
     /// When skald recorded the request.
     pub requested_at: Timestamp,
+    /// The deployer's settings it is judged under (`None`: recorded before settings existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<Settings>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -353,7 +357,7 @@ pub fn evolve(mut state: State, recorded: &Recorded) -> State {
 
 fn apply(state: &mut State, event: &Event, at: Timestamp) {
     match event {
-        Event::DeployRequested { release_id, created_at, release, release_digest, requested_by, freshness } => {
+        Event::DeployRequested { release_id, created_at, release, release_digest, requested_by, freshness, settings } => {
             state.request = Some(Request {
                 release_id: release_id.clone(),
                 created_at: *created_at,
@@ -362,6 +366,7 @@ fn apply(state: &mut State, event: &Event, at: Timestamp) {
                 requested_by: requested_by.clone(),
                 freshness: *freshness,
                 requested_at: at,
+                settings: settings.clone(),
             });
         }
         Event::UndeployRequested { undeploy_id, of_release, release, release_digest, reason, requested_by } => {
@@ -373,6 +378,7 @@ fn apply(state: &mut State, event: &Event, at: Timestamp) {
                 requested_by: requested_by.clone(),
                 freshness: Freshness::default(),
                 requested_at: at,
+                settings: None,
             });
             state.undeploy = Some(Undeploy { of_release: of_release.clone(), reason: reason.clone(), planned: false });
         }

@@ -5,12 +5,11 @@
 
 use super::names::{CONFIG_NAME_LEN_MAX, PROJECT_NAME_LEN_MAX, SERVICE_NAME_LEN_MAX};
 use super::names::{TAG_CONFIG, TAG_DEPLOY_WITH, TAG_MANAGED_BY, TAG_PROJECT, TAG_RELEASE, TAG_SERVICE};
-use super::release::{
-    AmiRef, AMI_LAUNCH_TEMPLATE, AMI_NAME_PREFIX, AUTOMATIC_UNDEPLOY_MINUTES_MAX, TRANSITION_LAUNCHING, TRANSITION_TERMINATING,
-};
+use super::release::{AmiRef, AMI_LAUNCH_TEMPLATE, AUTOMATIC_UNDEPLOY_MINUTES_MAX, TRANSITION_LAUNCHING, TRANSITION_TERMINATING};
 use super::release::{
     Autoscaling, LifecycleHook, PolicyKind, Release, Service, Traffic, EXEMPLAR_PRIORITY_OFFSET, TIMEOUT_SECS_MAX, TRAFFIC_ALARMS_MAX,
 };
+use super::settings::Settings;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::fmt;
@@ -197,13 +196,8 @@ fn check_hook(out: &mut Problems, path: &str, name: &str, hook: &LifecycleHook) 
 fn check_ami(out: &mut Problems, release: &Release) {
     match AmiRef::parse(&release.ami) {
         Err(message) => out.check(false, "ami", message),
-        Ok(AmiRef::NamePrefix(_)) => {
-            out.check(
-                !release.ami_owners.is_empty(),
-                "ami_owners",
-                format!("must list the accounts a `{AMI_NAME_PREFIX}` AMI may come from"),
-            );
-        }
+        // Whose images a prefix may pick is the deployer's setting (`settings`), judged with it.
+        Ok(AmiRef::NamePrefix(_)) => {}
         Ok(AmiRef::LaunchTemplate(_)) => {
             let ok = release.services.values().all(|s| s.template.is_some());
             out.check(ok, "ami", format!("`{AMI_LAUNCH_TEMPLATE}` needs every service to be cloned from a template"));
@@ -211,8 +205,7 @@ fn check_ami(out: &mut Problems, release: &Release) {
         Ok(AmiRef::Image(_)) => {}
     }
     for (i, owner) in release.ami_owners.iter().enumerate() {
-        let ok = owner == "self" || (owner.len() == 12 && owner.chars().all(|c| c.is_ascii_digit()));
-        out.check(ok, &format!("ami_owners[{i}]"), format!("`{owner}` is neither a 12-digit account id nor `self`"));
+        out.check(Settings::is_owner(owner), &format!("ami_owners[{i}]"), format!("`{owner}` is neither a 12-digit account id nor `self`"));
     }
 }
 

@@ -13,8 +13,9 @@ use skald_engine::message::Message;
 use skald_engine::ports::{Append, AppendError, Cloud, EventStore, IndexEntry, LockKey, LockOp, Queue, QueueError, StoreError, Tail};
 use skald_engine::workflow::command::HealthTarget;
 use skald_engine::workflow::health::ServiceReport;
+use skald_engine::workflow::listener_rule::NewRule;
 use skald_engine::workflow::names::TAG_RELEASE;
-use skald_engine::workflow::resources::{Lookup, Query, RuleCondition, Tags, TargetGroupShape, Weighted};
+use skald_engine::workflow::resources::{Lookup, Query, Tags, TargetGroupShape, Weighted};
 use skald_engine::workflow::{CloudError, Command, Event, LaunchSpec, Recorded};
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -557,10 +558,11 @@ impl Cloud for ChaosCloud {
         &self,
         listener_arn: &str,
         priority: u32,
-        conditions: &[RuleCondition],
+        rule: NewRule<'_>,
         forward: &[Weighted],
     ) -> impl Future<Output = Result<(), CloudError>> + Send {
-        let (this, listener_arn, conditions, forward) = (self.clone(), listener_arn.to_string(), conditions.to_vec(), forward.to_vec());
+        let (this, listener_arn, forward) = (self.clone(), listener_arn.to_string(), forward.to_vec());
+        let (conditions, copy) = (rule.conditions.to_vec(), rule.copy.cloned());
         async move {
             yield_now().await;
             this.before(None, None)?;
@@ -570,7 +572,8 @@ impl Cloud for ChaosCloud {
                 matches!(c, Command::ShiftTraffic { listener_arn: l, priority: p, forward: f, .. } if *l == listener_arn && *p == priority && *f == forward)
                     || matches!(c, Command::RemoveRule { listener_arn: l, priority: p, .. } if *l == listener_arn && *p == priority && forward.is_empty())
             });
-            let result = this.inner.shift_traffic(&listener_arn, priority, &conditions, &forward).await;
+            let result =
+                this.inner.shift_traffic(&listener_arn, priority, NewRule { conditions: &conditions, copy: copy.as_ref() }, &forward).await;
             this.after(result, None)
         }
     }

@@ -4,6 +4,7 @@ use super::errors::{cloud_error, is_missing};
 use super::traffic::found_rule;
 use super::AwsCloud;
 use crate::workflow::names::{TAG_CONFIG, TAG_PROJECT};
+use crate::workflow::release::EXEMPLAR_PRIORITY_OFFSET;
 use crate::workflow::resources::{ExistingAsg, Found, FoundProfile, FoundRule, FoundTargetGroup, Lookup, Query, Tags, TargetGroupShape};
 use crate::workflow::CloudError;
 use aws_sdk_elasticloadbalancingv2::types as elb;
@@ -183,13 +184,25 @@ impl AwsCloud {
         Ok(by_arn)
     }
 
+    /// Reads the tags of the rules that may be exemplars (priorities above the offset), which a
+    /// first deploy copies; production rules' tags are not needed.
+    async fn with_exemplar_tags(&self, mut rules: Vec<FoundRule>) -> Result<Vec<FoundRule>, CloudError> {
+        let exemplar = |r: &FoundRule| r.priority.is_some_and(|p| p > EXEMPLAR_PRIORITY_OFFSET);
+        let arns: Vec<String> = rules.iter().filter(|r| exemplar(r)).map(|r| r.arn.clone()).collect();
+        let mut tags = self.elbv2_tags(&arns).await?;
+        for rule in rules.iter_mut().filter(|r| exemplar(r)) {
+            rule.tags = tags.remove(&rule.arn).unwrap_or_default();
+        }
+        Ok(rules)
+    }
+
     /// Every rule of each listener that exists; a listener that doesn't is left out.
     async fn listeners(&self, arns: &BTreeSet<String>) -> Result<BTreeMap<String, Vec<FoundRule>>, CloudError> {
         let mut by_arn = BTreeMap::new();
         for arn in arns {
             match self.listener_rules(arn).await {
                 Ok(rules) => {
-                    by_arn.insert(arn.clone(), rules.iter().map(found_rule).collect());
+                    by_arn.insert(arn.clone(), self.with_exemplar_tags(rules.iter().map(found_rule).collect()).await?);
                 }
                 Err(error) => absent_if_missing::<()>(error)?,
             }

@@ -37,7 +37,8 @@ use crate::notify::Notification;
 use crate::ports::Cloud;
 use crate::workflow::command::HealthTarget;
 use crate::workflow::health::ServiceReport;
-use crate::workflow::resources::{Lookup, Query, RuleCondition, Tags, TargetGroupShape, Weighted};
+use crate::workflow::listener_rule::NewRule;
+use crate::workflow::resources::{Lookup, Query, Tags, TargetGroupShape, Weighted};
 use crate::workflow::{CloudError, LaunchSpec};
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -197,10 +198,10 @@ impl Cloud for AwsCloud {
         &self,
         listener_arn: &str,
         priority: u32,
-        conditions: &[RuleCondition],
+        rule: NewRule<'_>,
         forward: &[Weighted],
     ) -> impl Future<Output = Result<(), CloudError>> + Send {
-        self.shift_rule(listener_arn, priority, conditions, forward)
+        self.shift_rule(listener_arn, priority, rule, forward)
     }
 
     fn delete(

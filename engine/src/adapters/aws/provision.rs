@@ -8,6 +8,7 @@
 
 use super::errors::{cloud_error, is_missing};
 use super::AwsCloud;
+use crate::workflow::listener_rule::NewRule;
 use crate::workflow::names::{instance_profile_paths, ALL, DEPLOYER, TAG_CONFIG, TAG_DEPLOY_WITH, TAG_PROJECT, TAG_SERVICE};
 use crate::workflow::release::Traffic;
 use crate::workflow::resources::{RuleCondition, Weighted};
@@ -131,9 +132,9 @@ impl AwsCloud {
     /// exemplar rule a first deploy copies: requests under `/<service>/` go to the template.
     async fn example_traffic(&self, vpc_id: &str, service: &str, traffic: &Traffic, scope: &[(&str, &str)]) -> Result<(), CloudError> {
         let template = self.example_target_group(vpc_id, &traffic.target_group, scope).await?;
-        let conditions = [RuleCondition { field: "path-pattern".into(), values: vec![format!("/{service}/*")] }];
+        let conditions = [RuleCondition::of_values("path-pattern", &[&format!("/{service}/*")])];
         let forward = [Weighted { target_group: template, weight: 100 }];
-        self.shift_rule(&traffic.listener, traffic.exemplar_priority(), &conditions, &forward).await
+        self.shift_rule(&traffic.listener, traffic.exemplar_priority(), NewRule { conditions: &conditions, copy: None }, &forward).await
     }
 
     async fn example_vpc(&self) -> Result<String, CloudError> {

@@ -9,10 +9,15 @@
 
 use super::errors::{cloud_error, gone_is_done};
 use super::AwsCloud;
+use crate::workflow::listener_rule::{
+    NewRule, QueryPair, RuleAction, RuleCopy, ACTION_AUTHENTICATE_COGNITO, ACTION_AUTHENTICATE_OIDC, ACTION_FORWARD,
+};
+use crate::workflow::listener_rule::{CONDITION_HTTP_HEADER, CONDITION_QUERY_STRING};
 use crate::workflow::names::{DEPLOYER, TAG_MANAGED_BY, TAG_RELEASE};
 use crate::workflow::resources::{FoundRule, RuleCondition, Tags, TargetGroupShape, Weighted};
 use crate::workflow::CloudError;
 use aws_sdk_elasticloadbalancingv2::types as elb;
+use std::collections::BTreeMap;
 
 /// DescribeRules answers at most 400 rules a page; 20 pages are far beyond a listener's quota.
 const RULES_PAGE_SIZE: i32 = 400;
@@ -22,6 +27,10 @@ const RULE_PAGES_MAX: usize = 20;
 const SHIFT_ATTEMPTS_MAX: usize = 3;
 /// What ELBv2 says of a target group a listener rule still forwards to.
 const RESOURCE_IN_USE: &str = "ResourceInUse";
+/// How a recorded action names its settings that are not single fields.
+const EXTRA_PARAM: &str = "extra_params.";
+const STICKY_ENABLED: &str = "stickiness.enabled";
+const STICKY_DURATION: &str = "stickiness.duration_seconds";
 
 impl AwsCloud {
     /// Every rule of a listener (its default rule included), in the API's order.
@@ -71,13 +80,13 @@ impl AwsCloud {
         }
     }
 
-    /// Makes the listener's rule at `priority` forward to `forward`, creating it with
-    /// `conditions` if there is none; an empty `forward` deletes the rule.
+    /// Makes the listener's rule at `priority` forward to `forward`, creating it as `rule` says
+    /// if there is none; an empty `forward` deletes the rule.
     pub(super) async fn shift_rule(
         &self,
         listener_arn: &str,
         priority: u32,
-        conditions: &[RuleCondition],
+        rule: NewRule<'_>,
         forward: &[Weighted],
     ) -> Result<(), CloudError> {
         let mut lost = None;
@@ -88,7 +97,7 @@ impl AwsCloud {
                 (None, true) => Ok(()),
                 (Some(rule), true) => self.delete_rule(rule).await,
                 (Some(rule), false) => self.set_forward(rule, forward).await,
-                (None, false) => self.create_forward_rule(listener_arn, priority, conditions, forward).await,
+                (None, false) => self.create_rule(listener_arn, priority, rule, forward).await,
             };
             match result {
                 Err(error) if lost_race(&error) => lost = Some(error),
@@ -98,26 +107,50 @@ impl AwsCloud {
         Err(lost.expect("at least one attempt"))
     }
 
-    async fn create_forward_rule(
-        &self,
-        listener_arn: &str,
-        priority: u32,
-        conditions: &[RuleCondition],
-        forward: &[Weighted],
-    ) -> Result<(), CloudError> {
-        let conditions = conditions.iter().map(rule_condition).collect::<Result<Vec<_>, _>>()?;
+    /// Creates the production rule: the exemplar's copy (every condition and action, its forward
+    /// sending to `forward`, its tags), or, for a history recorded before copies were whole, the
+    /// conditions and a bare forward.
+    async fn create_rule(&self, listener_arn: &str, priority: u32, rule: NewRule<'_>, forward: &[Weighted]) -> Result<(), CloudError> {
+        let conditions = rule.conditions.iter().map(rule_condition).collect::<Result<Vec<_>, _>>()?;
+        // The ManagedBy tag is what lets skald's role change or delete the rule later (infra/).
+        let managed = BTreeMap::from([(TAG_MANAGED_BY.to_string(), DEPLOYER.to_string())]);
+        let (actions, tags) = match rule.copy {
+            None => (vec![forward_action(forward, None, None)], &managed),
+            Some(copy) => (self.copied_actions(copy, forward).await?, &copy.tags),
+        };
+        let tags = tags.iter().map(|(k, v)| elb::Tag::builder().key(k).value(v).build()).collect();
         let created = self
             .elbv2
             .create_rule()
             .listener_arn(listener_arn)
             .priority(priority as i32)
             .set_conditions(Some(conditions))
-            .actions(forward_action(forward, None, None))
-            // The tag is what lets skald's role change or delete the rule later (infra/).
-            .tags(elb::Tag::builder().key(TAG_MANAGED_BY).value(DEPLOYER).build())
+            .set_actions(Some(actions))
+            .set_tags(Some(tags))
             .send()
             .await;
         created.map(|_| ()).map_err(|e| cloud_error("CreateRule", e))
+    }
+
+    /// The exemplar's actions as CreateRule takes them, the forward's groups replaced. An OIDC
+    /// action needs its client secret, which is never recorded: it is read from the exemplar now.
+    async fn copied_actions(&self, copy: &RuleCopy, forward: &[Weighted]) -> Result<Vec<elb::Action>, CloudError> {
+        let needs_secret = copy.actions.iter().any(|a| a.kind == ACTION_AUTHENTICATE_OIDC);
+        let secret = match needs_secret {
+            true => Some(self.exemplar_client_secret(&copy.exemplar_arn).await?),
+            false => None,
+        };
+        copy.actions.iter().map(|action| sdk_action(action, forward, secret.as_deref())).collect()
+    }
+
+    async fn exemplar_client_secret(&self, exemplar_arn: &str) -> Result<String, CloudError> {
+        let out = self.elbv2.describe_rules().rule_arns(exemplar_arn).send().await.map_err(|e| cloud_error("DescribeRules", e))?;
+        let secret = out.rules().iter().flat_map(|r| r.actions()).find_map(|a| a.authenticate_oidc_config()?.client_secret());
+        secret.filter(|s| !s.is_empty()).map(str::to_string).ok_or_else(|| {
+            let message =
+                format!("the exemplar rule {exemplar_arn} no longer shows its OIDC client secret; create the production rule by hand");
+            CloudError::permanent("UnsupportedAction", message)
+        })
     }
 
     /// Replaces the rule's forward; its conditions stay as they are.
@@ -184,14 +217,118 @@ fn target_group_request(
 }
 
 /// What the workflow needs of a rule: its priority (`None` for the default rule), its
-/// conditions and where it forwards.
+/// conditions, where it forwards, and every action (for a copy). Tags are read separately.
 pub(super) fn found_rule(rule: &elb::Rule) -> FoundRule {
     FoundRule {
         arn: rule.rule_arn().unwrap_or_default().to_string(),
         priority: rule_priority(rule),
         conditions: rule.conditions().iter().map(found_condition).collect(),
         forward: rule.actions().iter().find(|a| is_forward(a)).map(forward_of).unwrap_or_default(),
+        actions: rule.actions().iter().map(found_action).collect(),
+        tags: Tags::new(),
+        transforms: rule.transforms().iter().map(|t| t.r#type().map_or("unknown", |t| t.as_str()).to_string()).collect(),
     }
+}
+
+/// An action as the workflow records it: its kind, order and settings (never a secret).
+fn found_action(action: &elb::Action) -> RuleAction {
+    let mut settings = BTreeMap::new();
+    let mut put = |key: &str, value: Option<String>| {
+        if let Some(value) = value {
+            settings.insert(key.to_string(), value);
+        }
+    };
+    let mut secret_shown = false;
+    if let Some(c) = action.authenticate_oidc_config() {
+        put("issuer", c.issuer().map(str::to_string));
+        put("authorization_endpoint", c.authorization_endpoint().map(str::to_string));
+        put("token_endpoint", c.token_endpoint().map(str::to_string));
+        put("user_info_endpoint", c.user_info_endpoint().map(str::to_string));
+        put("client_id", c.client_id().map(str::to_string));
+        put("session_cookie_name", c.session_cookie_name().map(str::to_string));
+        put("scope", c.scope().map(str::to_string));
+        put("session_timeout", c.session_timeout().map(|s| s.to_string()));
+        put("on_unauthenticated_request", c.on_unauthenticated_request().map(|b| b.as_str().to_string()));
+        for (name, value) in c.authentication_request_extra_params().into_iter().flatten() {
+            put(&format!("{EXTRA_PARAM}{name}"), Some(value.clone()));
+        }
+        secret_shown = c.client_secret().is_some_and(|s| !s.is_empty());
+    }
+    if let Some(c) = action.authenticate_cognito_config() {
+        put("user_pool_arn", c.user_pool_arn().map(str::to_string));
+        put("user_pool_client_id", c.user_pool_client_id().map(str::to_string));
+        put("user_pool_domain", c.user_pool_domain().map(str::to_string));
+        put("session_cookie_name", c.session_cookie_name().map(str::to_string));
+        put("scope", c.scope().map(str::to_string));
+        put("session_timeout", c.session_timeout().map(|s| s.to_string()));
+        put("on_unauthenticated_request", c.on_unauthenticated_request().map(|b| b.as_str().to_string()));
+        for (name, value) in c.authentication_request_extra_params().into_iter().flatten() {
+            put(&format!("{EXTRA_PARAM}{name}"), Some(value.clone()));
+        }
+    }
+    if let Some(s) = action.forward_config().and_then(|c| c.target_group_stickiness_config()) {
+        put(STICKY_ENABLED, s.enabled().map(|e| e.to_string()));
+        put(STICKY_DURATION, s.duration_seconds().map(|d| d.to_string()));
+    }
+    RuleAction {
+        kind: action.r#type().map(|t| t.as_str().to_string()).unwrap_or_default(),
+        order: action.order().map(|o| o.max(0) as u32),
+        settings,
+        forward: if is_forward(action) { forward_of(action) } else { Vec::new() },
+        secret_shown,
+    }
+}
+
+/// A recorded action as CreateRule takes it; a forward sends to `forward`. Only the kinds the
+/// workflow lets a copy hold are written (`listener_rule::copy_of_exemplar`).
+fn sdk_action(action: &RuleAction, forward: &[Weighted], client_secret: Option<&str>) -> Result<elb::Action, CloudError> {
+    let s = &action.settings;
+    let get = |key: &str| s.get(key).cloned();
+    let timeout = get("session_timeout").and_then(|t| t.parse().ok());
+    let extra: std::collections::HashMap<String, String> =
+        s.iter().filter_map(|(k, v)| Some((k.strip_prefix(EXTRA_PARAM)?.to_string(), v.clone()))).collect();
+    let extra = (!extra.is_empty()).then_some(extra);
+    let order = action.order.map(|o| o as i32);
+    let built = match action.kind.as_str() {
+        ACTION_FORWARD => {
+            let stickiness = get(STICKY_ENABLED).map(|enabled| {
+                let duration = get(STICKY_DURATION).and_then(|d| d.parse().ok());
+                elb::TargetGroupStickinessConfig::builder().enabled(enabled == "true").set_duration_seconds(duration).build()
+            });
+            return Ok(forward_action(forward, stickiness, order));
+        }
+        ACTION_AUTHENTICATE_OIDC => {
+            let config = elb::AuthenticateOidcActionConfig::builder()
+                .set_issuer(get("issuer"))
+                .set_authorization_endpoint(get("authorization_endpoint"))
+                .set_token_endpoint(get("token_endpoint"))
+                .set_user_info_endpoint(get("user_info_endpoint"))
+                .set_client_id(get("client_id"))
+                .set_client_secret(client_secret.map(str::to_string))
+                .set_session_cookie_name(get("session_cookie_name"))
+                .set_scope(get("scope"))
+                .set_session_timeout(timeout)
+                .set_on_unauthenticated_request(get("on_unauthenticated_request").map(|b| b.as_str().into()))
+                .set_authentication_request_extra_params(extra)
+                .build();
+            elb::Action::builder().r#type(elb::ActionTypeEnum::AuthenticateOidc).authenticate_oidc_config(config)
+        }
+        ACTION_AUTHENTICATE_COGNITO => {
+            let config = elb::AuthenticateCognitoActionConfig::builder()
+                .set_user_pool_arn(get("user_pool_arn"))
+                .set_user_pool_client_id(get("user_pool_client_id"))
+                .set_user_pool_domain(get("user_pool_domain"))
+                .set_session_cookie_name(get("session_cookie_name"))
+                .set_scope(get("scope"))
+                .set_session_timeout(timeout)
+                .set_on_unauthenticated_request(get("on_unauthenticated_request").map(|b| b.as_str().into()))
+                .set_authentication_request_extra_params(extra)
+                .build();
+            elb::Action::builder().r#type(elb::ActionTypeEnum::AuthenticateCognito).authenticate_cognito_config(config)
+        }
+        other => return Err(CloudError::permanent("UnsupportedAction", format!("a `{other}` action cannot be copied"))),
+    };
+    Ok(built.set_order(order).build())
 }
 
 /// The priority as a number; the default rule's is `default`.
@@ -199,18 +336,28 @@ fn rule_priority(rule: &elb::Rule) -> Option<u32> {
     rule.priority().and_then(|p| p.parse().ok())
 }
 
-/// A condition's values, from its field's config when it has one (which can hold several
-/// values) or else from the older `Values`.
+/// A condition as the workflow records it, from its field's config when it has one (which can
+/// hold several values, regular expressions, a header's name, query pairs) or else from the
+/// older `Values`.
 fn found_condition(condition: &elb::RuleCondition) -> RuleCondition {
-    let configured = match condition.field() {
-        Some("host-header") => condition.host_header_config().map(|c| c.values()),
-        Some("path-pattern") => condition.path_pattern_config().map(|c| c.values()),
-        Some("http-request-method") => condition.http_request_method_config().map(|c| c.values()),
-        Some("source-ip") => condition.source_ip_config().map(|c| c.values()),
-        _ => None,
+    let (configured, regex): (Option<&[String]>, &[String]) = match condition.field() {
+        Some("host-header") => condition.host_header_config().map_or((None, &[]), |c| (Some(c.values()), c.regex_values())),
+        Some("path-pattern") => condition.path_pattern_config().map_or((None, &[]), |c| (Some(c.values()), c.regex_values())),
+        Some(CONDITION_HTTP_HEADER) => condition.http_header_config().map_or((None, &[]), |c| (Some(c.values()), c.regex_values())),
+        Some("http-request-method") => (condition.http_request_method_config().map(|c| c.values()), &[]),
+        Some("source-ip") => (condition.source_ip_config().map(|c| c.values()), &[]),
+        _ => (None, &[]),
     };
     let values = configured.filter(|v| !v.is_empty()).unwrap_or(condition.values());
-    RuleCondition { field: condition.field().unwrap_or_default().to_string(), values: values.to_vec() }
+    let regex_values = if regex.is_empty() { condition.regex_values() } else { regex };
+    let query = condition.query_string_config().map(|c| c.values()).unwrap_or_default();
+    RuleCondition {
+        field: condition.field().unwrap_or_default().to_string(),
+        values: values.to_vec(),
+        regex_values: regex_values.to_vec(),
+        header_name: condition.http_header_config().and_then(|c| c.http_header_name()).map(str::to_string),
+        query: query.iter().filter_map(|p| Some(QueryPair { key: p.key().map(str::to_string), value: p.value()?.to_string() })).collect(),
+    }
 }
 
 /// The groups a forward action sends to, with their weights. A plain `TargetGroupArn` sends
@@ -226,15 +373,32 @@ fn forward_of(action: &elb::Action) -> Vec<Weighted> {
         .collect()
 }
 
-/// A condition as CreateRule takes it, in its field's config form. Conditions that need more
-/// than values (an HTTP header's name, query string keys) cannot be rebuilt from a
-/// [`RuleCondition`]: copying one would match other requests than the exemplar does.
+/// A condition as CreateRule takes it, in its field's config form, whole: a copy that matched
+/// other requests than the exemplar does would be a different rule.
 fn rule_condition(condition: &RuleCondition) -> Result<elb::RuleCondition, CloudError> {
-    let values = Some(condition.values.clone());
+    let values = (!condition.values.is_empty()).then(|| condition.values.clone());
+    let regex = (!condition.regex_values.is_empty()).then(|| condition.regex_values.clone());
     let builder = elb::RuleCondition::builder().field(&condition.field);
     let builder = match condition.field.as_str() {
-        "host-header" => builder.host_header_config(elb::HostHeaderConditionConfig::builder().set_values(values).build()),
-        "path-pattern" => builder.path_pattern_config(elb::PathPatternConditionConfig::builder().set_values(values).build()),
+        "host-header" => {
+            builder.host_header_config(elb::HostHeaderConditionConfig::builder().set_values(values).set_regex_values(regex).build())
+        }
+        "path-pattern" => {
+            builder.path_pattern_config(elb::PathPatternConditionConfig::builder().set_values(values).set_regex_values(regex).build())
+        }
+        CONDITION_HTTP_HEADER => {
+            let config = elb::HttpHeaderConditionConfig::builder()
+                .set_http_header_name(condition.header_name.clone())
+                .set_values(values)
+                .set_regex_values(regex)
+                .build();
+            builder.http_header_config(config)
+        }
+        CONDITION_QUERY_STRING => {
+            let pairs =
+                condition.query.iter().map(|p| elb::QueryStringKeyValuePair::builder().set_key(p.key.clone()).value(&p.value).build());
+            builder.query_string_config(elb::QueryStringConditionConfig::builder().set_values(Some(pairs.collect())).build())
+        }
         "http-request-method" => {
             builder.http_request_method_config(elb::HttpRequestMethodConditionConfig::builder().set_values(values).build())
         }
@@ -345,7 +509,7 @@ mod tests {
     }
 
     #[test]
-    fn conditions_read_from_their_config_and_only_values_conditions_are_rebuilt() {
+    fn conditions_read_from_their_config_and_unknown_fields_are_not_rebuilt() {
         let condition = elb::RuleCondition::builder()
             .field("path-pattern")
             .path_pattern_config(elb::PathPatternConditionConfig::builder().values("/a/*").values("/b/*").build())
@@ -353,9 +517,57 @@ mod tests {
 
         let found = found_condition(&condition);
 
-        assert_eq!(found, RuleCondition { field: "path-pattern".into(), values: vec!["/a/*".into(), "/b/*".into()] });
+        assert_eq!(found, RuleCondition::of_values("path-pattern", &["/a/*", "/b/*"]));
         assert_eq!(rule_condition(&found).unwrap().path_pattern_config().map(|c| c.values().len()), Some(2));
-        let header = RuleCondition { field: "http-header".into(), values: vec!["x".into()] };
-        assert_eq!(rule_condition(&header).unwrap_err().code.as_deref(), Some("UnsupportedCondition"));
+        let unknown = RuleCondition::of_values("geo-match", &["x"]);
+        assert_eq!(rule_condition(&unknown).unwrap_err().code.as_deref(), Some("UnsupportedCondition"));
+    }
+
+    #[test]
+    fn header_and_query_conditions_are_rebuilt_whole() {
+        let header = elb::RuleCondition::builder()
+            .field("http-header")
+            .http_header_config(elb::HttpHeaderConditionConfig::builder().http_header_name("X-Env").values("canary").build())
+            .build();
+        let pair = elb::QueryStringKeyValuePair::builder().key("v").value("2").build();
+        let query = elb::RuleCondition::builder()
+            .field("query-string")
+            .query_string_config(elb::QueryStringConditionConfig::builder().values(pair).build())
+            .build();
+
+        for condition in [header, query] {
+            let rebuilt = rule_condition(&found_condition(&condition)).unwrap();
+            assert_eq!(rebuilt, condition);
+        }
+    }
+
+    #[test]
+    fn authentication_actions_are_recorded_without_secrets_and_rebuilt_with_one() {
+        let oidc = elb::AuthenticateOidcActionConfig::builder()
+            .issuer("https://idp")
+            .authorization_endpoint("https://idp/auth")
+            .token_endpoint("https://idp/token")
+            .user_info_endpoint("https://idp/user")
+            .client_id("skald")
+            .client_secret("s3cret")
+            .session_timeout(3600)
+            .authentication_request_extra_params("prompt", "login")
+            .build();
+        let action =
+            elb::Action::builder().r#type(elb::ActionTypeEnum::AuthenticateOidc).authenticate_oidc_config(oidc.clone()).order(1).build();
+
+        let recorded = found_action(&action);
+
+        assert!(recorded.secret_shown);
+        assert!(!recorded.settings.values().any(|v| v == "s3cret"), "a secret is never recorded: {recorded:?}");
+        assert_eq!(sdk_action(&recorded, &[], Some("s3cret")).unwrap(), action);
+        let cognito = elb::AuthenticateCognitoActionConfig::builder()
+            .user_pool_arn("arn:pool")
+            .user_pool_client_id("c")
+            .user_pool_domain("d")
+            .build();
+        let action =
+            elb::Action::builder().r#type(elb::ActionTypeEnum::AuthenticateCognito).authenticate_cognito_config(cognito).order(1).build();
+        assert_eq!(sdk_action(&found_action(&action), &[], None).unwrap(), action);
     }
 }
