@@ -380,6 +380,33 @@ async fn a_rollback_clones_onto_the_version_it_names_without_a_new_one() {
 }
 
 #[tokio::test]
+async fn a_name_prefix_picks_from_the_deployers_owners_and_a_release_cannot_add_one() {
+    // Given a template for web, and a release of web alone naming the example's images by prefix
+    // (the deployer trusts its default owner: `self`, the account deployed into)
+    let (cloud, release, template) = template_world("template-prefix").await;
+    let mut release = web_only(release);
+    release.ami = "$name-prefix:skald-example-".into();
+    let runner = memory_runner(cloud.clone());
+
+    // When it deploys naming no owners, it picks one of this account's images
+    submit(&runner, &release, "01JAWSTEMPLATE00000000005");
+    let state = run_until_end(&runner, "01JAWSTEMPLATE00000000005").await;
+    assert_eq!(state.end, Some(End::Success), "{:?}", failures(&runner, "01JAWSTEMPLATE00000000005"));
+
+    // When a release names an owner the deployer does not trust
+    let mut widened = release.clone();
+    widened.ami_owners = vec!["999999999999".into()];
+    submit(&runner, &widened, "01JAWSTEMPLATE00000000006");
+    let refused = run_until_end(&runner, "01JAWSTEMPLATE00000000006").await;
+
+    // Then it is refused before the lock, naming the entry, and nothing new was made
+    assert_eq!(refused.end.as_ref().map(End::name), Some("FailureClean"));
+    let problems = failures(&runner, "01JAWSTEMPLATE00000000006").join("; ");
+    assert!(problems.contains("ami_owners[0]") && problems.contains("never widen"), "{problems}");
+    assert_eq!(versions(&template).await.len(), 2, "only the first release made a version");
+}
+
+#[tokio::test]
 async fn a_launch_repeated_after_a_crash_makes_one_version_and_one_clone() {
     // Given a template for web, and a launch of its clone that crashed after making the new
     // version (its ASG could not be created: a subnet that does not exist)
