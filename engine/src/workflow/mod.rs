@@ -15,6 +15,7 @@ pub mod names;
 pub mod outcome;
 pub mod release;
 pub mod resources;
+pub mod safe_release;
 pub mod state;
 pub mod time;
 pub mod validate;
