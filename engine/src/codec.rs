@@ -8,6 +8,7 @@
 
 use crate::upcast;
 use crate::workflow::event::{current_version, Event, Recorded};
+use crate::workflow::release::{STAMPED_KEYS, STAMPED_SERVICE_KEYS};
 use crate::workflow::state::{check_shape, evolve, State};
 use crate::workflow::validate::Problem;
 use crate::workflow::{Release, Timestamp};
@@ -26,11 +27,30 @@ pub fn parse_release(text: &str) -> Result<Release, Problem> {
     if text.len() > RELEASE_BYTES_MAX {
         return Err(Problem::new("release", format!("is {} bytes; at most {RELEASE_BYTES_MAX} are accepted", text.len())));
     }
+    if let Some(problem) = stamped_key(text) {
+        return Err(problem);
+    }
     let mut deserializer = serde_json::Deserializer::from_str(text);
     serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
         let path = if path == "." { "release".to_string() } else { path };
         Problem::new(path, error.inner().to_string())
+    })
+}
+
+/// The first key of an Odin release that Odin's client or deployer stamps on it (a release id,
+/// a bucket, …): refused with its own message, as skald deploy sets its equivalents. Text that is
+/// not a JSON object is left for the strict parse to explain.
+fn stamped_key(text: &str) -> Option<Problem> {
+    let Ok(Value::Object(release)) = serde_json::from_str::<Value>(text) else { return None };
+    let message = |key: &str| format!("`{key}` is set by skald deploy (Odin's client stamps it), not written in a release");
+    if let Some(key) = release.keys().find(|k| STAMPED_KEYS.contains(&k.as_str())) {
+        return Some(Problem::new(key.as_str(), message(key)));
+    }
+    let services = release.get("services").and_then(Value::as_object)?;
+    services.iter().find_map(|(name, service)| {
+        let key = service.as_object()?.keys().find(|k| STAMPED_SERVICE_KEYS.contains(&k.as_str()))?;
+        Some(Problem::new(format!("services.{name}.{key}"), message(key)))
     })
 }
 

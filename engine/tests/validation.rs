@@ -155,8 +155,8 @@ fn parse_rejects_unknown_key_in_autoscaling() {
 
 #[test]
 fn parse_rejects_unknown_key_in_a_policy() {
-    let problem = parse_error_with(|v| autoscaling(v)["policies"] = json!([{ "type": "cpu_scale_up", "name": "up" }]));
-    assert_parse_error(&problem, "services.web.autoscaling.policies[0].name", "unknown field `name`");
+    let problem = parse_error_with(|v| autoscaling(v)["policies"] = json!([{ "type": "cpu_scale_up", "label": "up" }]));
+    assert_parse_error(&problem, "services.web.autoscaling.policies[0].label", "unknown field `label`");
 }
 
 #[test]
@@ -848,10 +848,53 @@ fn fully_specified_policies_are_accepted() {
     ])));
 }
 
+/// Odin's `Test_PolicyNames_Uniq`: two unnamed policies of one type would share an AWS name.
 #[test]
-fn a_policy_type_may_appear_only_once() {
+fn two_unnamed_policies_of_one_type_are_refused_at_the_second_ones_name() {
     let problems = policy_problems(json!([{ "type": "cpu_scale_up" }, { "type": "cpu_scale_down" }, { "type": "cpu_scale_up" }]));
-    assert_only(&problems, "services.web.autoscaling.policies[2].type", "a second cpu_scale_up policy; each type may appear once");
+    assert_only(&problems, "services.web.autoscaling.policies[2].name", "policies[0] is also cpu_scale_up without a name");
+}
+
+/// Odin's `Test_PolicyNames_Uniq`, continued: naming one of them tells them apart.
+#[test]
+fn policies_of_one_type_are_accepted_when_their_names_differ() {
+    let named_one = json!([{ "type": "cpu_scale_up", "name": "override_name" }, { "type": "cpu_scale_up" }]);
+    let named_both = json!([{ "type": "cpu_scale_up", "name": "fast", "threshold": 80, "scaling_adjustment": 3 }, { "type": "cpu_scale_up", "name": "slow" }]);
+    assert_valid(&policy_problems(named_one));
+    assert_valid(&policy_problems(named_both));
+}
+
+#[test]
+fn two_policies_of_one_type_with_one_name_are_refused_naming_the_field() {
+    let problems = policy_problems(json!([{ "type": "cpu_scale_up", "name": "fast" }, { "type": "cpu_scale_up", "name": "fast" }]));
+    assert_only(&problems, "services.web.autoscaling.policies[1].name", "`fast` is already the name of policies[0], also cpu_scale_up");
+}
+
+/// The AWS names differ by type (`<asg>-cpu_scale_up-cpu`, `<asg>-cpu_scale_down-cpu`), as in
+/// Odin's deploy-test release, whose policies are named after their types.
+#[test]
+fn one_name_for_policies_of_different_types_is_accepted() {
+    assert_valid(&policy_problems(json!([{ "type": "cpu_scale_up", "name": "cpu" }, { "type": "cpu_scale_down", "name": "cpu" }])));
+}
+
+#[test]
+fn a_policy_name_must_be_a_short_plain_word() {
+    for bad in ["", "has space", "a/b", &"x".repeat(65)] {
+        let problems = policy_problems(json!([{ "type": "cpu_scale_up", "name": bad }]));
+        assert_only(&problems, "services.web.autoscaling.policies[0].name", "must be 1 to 64 letters");
+    }
+    assert_valid(&policy_problems(json!([{ "type": "cpu_scale_up", "name": "x".repeat(64) }])));
+}
+
+/// With several policies of a type, every scale-down threshold must be below every scale-up one.
+#[test]
+fn the_highest_scale_down_threshold_must_be_below_the_lowest_scale_up_threshold() {
+    let problems = policy_problems(json!([
+        { "type": "cpu_scale_up", "name": "fast", "threshold": 90 },
+        { "type": "cpu_scale_up", "name": "slow", "threshold": 30 },
+        { "type": "cpu_scale_down", "threshold": 35 },
+    ]));
+    assert_only(&problems, "services.web.autoscaling.policies", "cpu_scale_down threshold 35 must be below cpu_scale_up threshold 30");
 }
 
 #[test]
@@ -1232,4 +1275,98 @@ fn traffic_gate_alarms_are_unique_and_bounded() {
     assert_eq!(paths(&gated(json!(["web-5xx", "web-5xx"]))), ["services.web.traffic.alarms[1]"]);
     let eleven: Vec<String> = (0..11).map(|i| format!("alarm-{i}")).collect();
     assert_eq!(paths(&gated(json!(eleven))), ["services.web.traffic.alarms"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Odin's release keys: hook names, safe_release, detach_strategy, stamped keys, template variables
+// ---------------------------------------------------------------------------------------------
+
+/// Odin's hooks carry their name (lifecycle.go `Name`); skald names a hook by its key.
+#[test]
+fn a_hook_may_repeat_its_key_as_its_name_but_not_another() {
+    assert_valid(&hook_problems(json!({ "name": "drain", "transition": TERMINATING })));
+    assert_only(
+        &hook_problems(json!({ "name": "other", "transition": TERMINATING })),
+        "lifecycle.drain.name",
+        "differs from the hook's key `drain`",
+    );
+}
+
+#[test]
+fn safe_release_is_a_boolean_and_off_by_default() {
+    assert!(!minimal().safe_release);
+    let release = parse_release(&json_with(|v| v["safe_release"] = json!(true)).to_string()).unwrap();
+    assert!(release.safe_release);
+    assert_valid(&validate(&release));
+    assert_parse_error(&parse_error_with(|v| v["safe_release"] = json!("yes")), "safe_release", "expected a boolean");
+}
+
+#[test]
+fn detach_strategy_takes_odins_three_values_and_defaults_to_detach() {
+    use skald_engine::workflow::release::DetachStrategy;
+    assert_eq!(minimal().detach_strategy(), DetachStrategy::Detach);
+    for (text, strategy) in [
+        ("Detach", DetachStrategy::Detach),
+        ("SkipDetach", DetachStrategy::SkipDetach),
+        ("SkipDetachCheck", DetachStrategy::SkipDetachCheck),
+    ] {
+        let release = parse_release(&json_with(|v| v["detach_strategy"] = json!(text)).to_string()).unwrap();
+        assert_eq!(release.detach_strategy(), strategy, "{text}");
+        assert_valid(&validate(&release));
+    }
+    assert_parse_error(&parse_error_with(|v| v["detach_strategy"] = json!("detach")), "detach_strategy", "unknown variant `detach`");
+}
+
+/// Old histories record releases without the new keys; they must serialize as they were written.
+#[test]
+fn a_release_without_odins_new_keys_serializes_without_them() {
+    let text = serde_json::to_string(&minimal()).unwrap();
+    for key in ["safe_release", "detach_strategy", "\"name\""] {
+        assert!(!text.contains(key), "{key} in {text}");
+    }
+}
+
+/// What Odin's client and deployer stamp on a release (client.go, bifrost, release.go,
+/// service.go) is refused with its own message rather than as an unknown key.
+#[test]
+fn keys_odin_stamps_on_a_release_are_refused_as_set_by_skald_deploy() {
+    for key in ["release_id", "uuid", "created_at", "started_at", "bucket", "user_data_sha256", "wait_for_detach", "success"] {
+        let problem = parse_error_with(|v| v[key] = json!("x"));
+        assert_parse_error(&problem, key, "set by skald deploy");
+    }
+    for key in ["service_name", "created_asg", "healthy_report"] {
+        let problem = parse_error_with(|v| web(v)[key] = json!("x"));
+        assert_parse_error(&problem, &format!("services.web.{key}"), "set by skald deploy");
+    }
+}
+
+#[test]
+fn an_unknown_key_is_still_refused_as_unknown() {
+    assert_parse_error(&parse_error_with(|v| v["release_idd"] = json!("x")), "release_idd", "unknown field `release_idd`");
+}
+
+/// Odin fills these from its S3 layout; skald has none, and must not ship them verbatim.
+#[test]
+fn each_odin_template_variable_skald_cannot_fill_is_refused_by_name() {
+    for variable in ["{{RELEASE_BUCKET}}", "{{SHARED_PROJECT_DIR}}", "{{RELEASE_DIR}}"] {
+        let problems = problems_with(|v| v["user_data"] = json!(format!("aws s3 cp s3://{variable}/app .")));
+        assert_only(&problems, "user_data", &format!("`{variable}`"));
+    }
+    let all = problems_with(|v| v["user_data"] = json!("{{RELEASE_BUCKET}} {{RELEASE_DIR}}"));
+    assert_eq!(paths(&all), ["user_data", "user_data"]);
+}
+
+#[test]
+fn the_template_variables_skald_fills_are_accepted() {
+    let text = "{{RELEASE_ID}} {{PROJECT_NAME}} {{CONFIG_NAME}} {{SERVICE_NAME}} {{AWS_ACCOUNT_ID}} {{AWS_REGION}} {{other}}";
+    assert_valid(&problems_with(|v| v["user_data"] = json!(text)));
+}
+
+/// Odin's own example releases, copied byte for byte, parse and pass every rule.
+#[test]
+fn odins_example_releases_parse_and_have_no_problems() {
+    for text in [include_str!("../../examples/odin/deploy-test-release.json"), include_str!("../../examples/odin/null-release.json")] {
+        let release = parse_release(text).unwrap_or_else(|p| panic!("should parse: {p}"));
+        assert_valid(&validate(&release));
+    }
 }

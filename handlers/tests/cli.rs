@@ -78,6 +78,47 @@ fn validate_names_an_unknown_key_and_a_missing_userdata_file() {
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("error: user_data: {{USER_DATA_FILE}} needs"));
 }
 
+/// Odin's own example releases, copied byte for byte with their `.userdata` files.
+#[test]
+fn validate_accepts_odins_example_releases() {
+    for name in ["deploy-test-release.json", "null-release.json"] {
+        let out = skald(&["validate", examples().join("odin").join(name).to_str().unwrap()]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{name}: {stdout}");
+        assert!(stdout.ends_with(&format!("{name}: valid\n")), "{stdout}");
+    }
+}
+
+#[test]
+fn validate_refuses_inline_user_data_beside_a_userdata_file_naming_both() {
+    let dir = scratch("validate-userdata-conflict");
+    let file = dir.join("release.json");
+    let text = std::fs::read_to_string(examples().join("odin/null-release.json")).unwrap();
+    std::fs::write(&file, text.replacen("\"ami\"", "\"user_data\": \"#!/bin/sh\",\n  \"ami\"", 1)).unwrap();
+    std::fs::write(dir.join("release.json.userdata"), "#cloud-config\n").unwrap();
+
+    let out = skald(&["validate", file.to_str().unwrap()]);
+
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("error: user_data: is given inline and "), "{stdout}");
+    assert!(stdout.contains("release.json.userdata exists"), "{stdout}");
+}
+
+#[test]
+fn validate_names_an_odin_template_variable_in_the_userdata_file() {
+    let dir = scratch("validate-userdata-variable");
+    let file = dir.join("release.json");
+    std::fs::copy(examples().join("odin/null-release.json"), &file).unwrap();
+    std::fs::write(dir.join("release.json.userdata"), "aws s3 cp s3://{{RELEASE_BUCKET}}/app .\n").unwrap();
+
+    let out = skald(&["validate", file.to_str().unwrap()]);
+
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("error: user_data: `{{RELEASE_BUCKET}}`"), "{stdout}");
+}
+
 #[test]
 fn usage_errors_exit_two() {
     assert_eq!(skald(&["validate"]).status.code(), Some(2));

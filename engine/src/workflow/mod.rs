@@ -16,6 +16,7 @@ pub mod names;
 pub mod outcome;
 pub mod release;
 pub mod resources;
+pub mod safe_release;
 pub mod settings;
 pub mod state;
 pub mod time;

@@ -5,7 +5,7 @@
 //! that every name derived here is valid on AWS (launch template names ≤ 128 characters of
 //! `[A-Za-z0-9().\-/_]`, ASG names ≤ 255, tag values ≤ 256).
 
-use super::release::Release;
+use super::release::{Policy, PolicyKind, Release};
 use std::collections::BTreeMap;
 
 /// The value of the `DeployWith` tag by which AMIs and subnets opt in to skald.
@@ -113,6 +113,23 @@ pub fn instance_profile_paths(project: &str, config: &str, service: &str) -> [St
     ]
 }
 
+/// A scaling policy's name on AWS, and its CPU alarm's: `<asg>-<type>`, or `<asg>-<type>-<name>`
+/// for a named policy (Odin's names), so several policies of one type stay apart.
+pub fn policy_name(asg_name: &str, policy: &Policy) -> String {
+    match &policy.name {
+        Some(name) => format!("{asg_name}-{}-{name}", policy.kind.name()),
+        None => format!("{asg_name}-{}", policy.kind.name()),
+    }
+}
+
+/// Whether an alarm is one skald made for a policy of `asg_name` (named by [`policy_name`]).
+pub fn is_policy_alarm(asg_name: &str, alarm_name: &str) -> bool {
+    [PolicyKind::CpuScaleUp, PolicyKind::CpuScaleDown].iter().any(|kind| {
+        let unnamed = format!("{asg_name}-{}", kind.name());
+        alarm_name.strip_prefix(unnamed.as_str()).is_some_and(|rest| rest.is_empty() || rest.starts_with('-'))
+    })
+}
+
 /// The values a template variable in user data is replaced with.
 pub struct TemplateValues<'a> {
     pub release_id: &'a str,
@@ -141,9 +158,54 @@ pub fn render_user_data(release: &Release, values: &TemplateValues<'_>) -> Strin
 /// The placeholder the CLI replaces with the contents of `<release file>.userdata`.
 pub const USER_DATA_FILE_PLACEHOLDER: &str = "{{USER_DATA_FILE}}";
 
+/// Odin's template variables that name its S3 layout, which skald does not have: with what each
+/// meant, so a release using one is refused (`validate`) rather than deployed with the variable
+/// left in its user data.
+pub const UNFILLABLE_TEMPLATE_VARIABLES: [(&str, &str); 3] = [
+    ("{{RELEASE_BUCKET}}", "Odin's release bucket"),
+    ("{{SHARED_PROJECT_DIR}}", "Odin's shared project directory in its bucket"),
+    ("{{RELEASE_DIR}}", "Odin's release directory in its bucket"),
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn policy(kind: PolicyKind, name: Option<&str>) -> Policy {
+        Policy {
+            name: name.map(str::to_string),
+            kind,
+            scaling_adjustment: None,
+            threshold: None,
+            period: None,
+            evaluation_periods: None,
+            cooldown: None,
+        }
+    }
+
+    /// Odin's `Test_Policy_Name_Prefix`: `<asg>-<type>`, and `<asg>-<type>-<name>` once named.
+    #[test]
+    fn a_policy_is_named_after_its_asg_and_type_and_its_name_when_given() {
+        let unnamed = policy(PolicyKind::CpuScaleDown, None);
+        let named = policy(PolicyKind::CpuScaleDown, Some("boom"));
+
+        assert_eq!(policy_name("service_id", &unnamed), "service_id-cpu_scale_down");
+        assert_eq!(policy_name("service_id", &named), "service_id-cpu_scale_down-boom");
+    }
+
+    /// Deleting an ASG deletes the alarms of its own policies, named or not, and no other.
+    #[test]
+    fn policy_alarms_are_recognised_by_their_asg_and_type_prefix() {
+        let asg = "p-c-web-01J";
+        for name in
+            [policy_name(asg, &policy(PolicyKind::CpuScaleUp, None)), policy_name(asg, &policy(PolicyKind::CpuScaleDown, Some("x")))]
+        {
+            assert!(is_policy_alarm(asg, &name), "{name}");
+        }
+        for other in ["p-c-web-01J-cpu_scale_upx", "p-c-web-01JX-cpu_scale_up", "TargetTracking-p-c-web-01J-AlarmHigh-1"] {
+            assert!(!is_policy_alarm(asg, other), "{other}");
+        }
+    }
 
     #[test]
     fn target_group_names_are_short_valid_and_distinct_per_asg() {

@@ -63,7 +63,45 @@ pub struct Release {
     /// allowed): for short-lived test environments.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub automatic_undeploy_minutes: Option<u64>,
+    /// Odin's safe release: refuse this release if anything but the AMI and the user data
+    /// differs from the live release (`safe_release::differences`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub safe_release: bool,
+    /// What happens to the old ASGs' instances before they are deleted (Odin's field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detach_strategy: Option<DetachStrategy>,
 }
+
+/// Odin's `detach_strategy`: how the old release leaves its load balancers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DetachStrategy {
+    /// Detach the old ASGs from their load balancers and wait for it, then delete them.
+    #[default]
+    Detach,
+    /// Delete the old ASGs without detaching them first.
+    SkipDetach,
+    /// Detach the old ASGs, but do not wait to see them detached.
+    SkipDetachCheck,
+}
+
+/// Keys Odin's client and deployer stamp on a release (client.go `prepareRelease`, bifrost's
+/// `SetDefaults`, release.go): never written by a user, refused with a message saying so.
+pub const STAMPED_KEYS: [&str; 11] = [
+    "release_id",
+    "uuid",
+    "created_at",
+    "started_at",
+    "bucket",
+    "user_data_sha256",
+    "healthy",
+    "wait_for_healthy",
+    "wait_for_detach",
+    "error",
+    "success",
+];
+/// The keys Odin's deployer stamps on each service (service.go).
+pub const STAMPED_SERVICE_KEYS: [&str; 6] =
+    ["service_name", "resources", "created_asg", "previous_desired_capacity", "healthy_report", "Healthy"];
 
 /// The config name whose releases may not be undeployed unless they say so.
 pub const PRODUCTION_CONFIG: &str = "production";
@@ -155,6 +193,10 @@ impl Release {
         self.on_concurrent_deploy.unwrap_or_default()
     }
 
+    pub fn detach_strategy(&self) -> DetachStrategy {
+        self.detach_strategy.unwrap_or_default()
+    }
+
     pub fn allow_undeploy(&self) -> bool {
         self.allow_undeploy.unwrap_or(self.config_name != PRODUCTION_CONFIG)
     }
@@ -173,6 +215,9 @@ impl Release {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LifecycleHook {
+    /// Odin's hooks may repeat their key here; when given, it must be the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     pub transition: String,
     /// The IAM role the hook publishes with: a role name or (`role_arn`) an ARN.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -421,6 +466,9 @@ pub enum Strategy {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
+    /// Tells apart policies of one type: the AWS name becomes `<asg>-<type>-<name>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     #[serde(rename = "type")]
     pub kind: PolicyKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -3,7 +3,7 @@
 //! Each problem names the path of the offending field (`services.web.autoscaling.min_size`), so a
 //! producer can fix a release without reading skald's code. All problems are reported at once.
 
-use super::names::{CONFIG_NAME_LEN_MAX, PROJECT_NAME_LEN_MAX, SERVICE_NAME_LEN_MAX};
+use super::names::{CONFIG_NAME_LEN_MAX, PROJECT_NAME_LEN_MAX, SERVICE_NAME_LEN_MAX, UNFILLABLE_TEMPLATE_VARIABLES};
 use super::names::{TAG_CONFIG, TAG_DEPLOY_WITH, TAG_MANAGED_BY, TAG_PROJECT, TAG_RELEASE, TAG_SERVICE};
 use super::release::{AmiRef, AMI_LAUNCH_TEMPLATE, AUTOMATIC_UNDEPLOY_MINUTES_MAX, TRANSITION_LAUNCHING, TRANSITION_TERMINATING};
 use super::release::{
@@ -11,7 +11,7 @@ use super::release::{
 };
 use super::settings::Settings;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 pub const SERVICES_MAX: usize = 16;
@@ -25,6 +25,8 @@ pub const USER_DATA_BYTES_MAX: usize = 16 * 1024;
 /// A bound on instances per service: far above any sane ASG, low enough to keep every count small.
 pub const INSTANCES_PER_SERVICE_MAX: u32 = 1_000;
 const NAME_REF_LEN_MAX: usize = 255;
+/// A policy's own name: short enough that `<asg>-<type>-<name>` stays within AWS's 255.
+pub const POLICY_NAME_LEN_MAX: usize = 64;
 const COOLDOWN_SECS_MAX: u64 = 86_400;
 const ALARM_WINDOW_SECS_MAX: u64 = 86_400;
 const HEARTBEAT_SECS: std::ops::RangeInclusive<u64> = 30..=7_200;
@@ -78,8 +80,7 @@ pub fn validate(release: &Release) -> Vec<Problem> {
         out.check(ok, "timeout", format!("must be between 1 and {TIMEOUT_SECS_MAX} seconds"));
     }
     if let Some(user_data) = &release.user_data {
-        let ok = user_data.len() <= USER_DATA_BYTES_MAX;
-        out.check(ok, "user_data", format!("is {} bytes; EC2 takes at most {USER_DATA_BYTES_MAX}", user_data.len()));
+        check_user_data(&mut out, user_data);
     }
     check_account(&mut out, release);
     check_undeploy(&mut out, release);
@@ -95,6 +96,17 @@ pub fn validate(release: &Release) -> Vec<Problem> {
         check_service(&mut out, &path, service, release.timeout_secs());
     }
     out.0
+}
+
+/// EC2's size limit, and no template variable skald cannot fill: left verbatim it would reach the
+/// instance as the literal text.
+fn check_user_data(out: &mut Problems, user_data: &str) {
+    let ok = user_data.len() <= USER_DATA_BYTES_MAX;
+    out.check(ok, "user_data", format!("is {} bytes; EC2 takes at most {USER_DATA_BYTES_MAX}", user_data.len()));
+    for (variable, meaning) in UNFILLABLE_TEMPLATE_VARIABLES {
+        let message = format!("`{variable}` ({meaning}) cannot be filled by skald, which has no release bucket: remove it");
+        out.check(!user_data.contains(variable), "user_data", message);
+    }
 }
 
 /// An automatic undeploy is an undeploy: the release must allow it, and the wait is bounded.
@@ -170,6 +182,13 @@ fn check_hook(out: &mut Problems, path: &str, name: &str, hook: &LifecycleHook) 
         && name.len() <= NAME_REF_LEN_MAX
         && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '/'));
     out.check(name_ok, path, "a hook name must be 1 to 255 letters, digits, `-`, `_` or `/`");
+    if let Some(given) = &hook.name {
+        out.check(
+            given == name,
+            &format!("{path}.name"),
+            format!("`{given}` differs from the hook's key `{name}`; a hook is named by its key"),
+        );
+    }
     let transition_ok = [TRANSITION_LAUNCHING, TRANSITION_TERMINATING].contains(&hook.transition.as_str());
     out.check(transition_ok, &format!("{path}.transition"), format!("must be {TRANSITION_LAUNCHING} or {TRANSITION_TERMINATING}"));
     out.check(!(hook.role.is_some() && hook.role_arn.is_some()), &format!("{path}.role"), "give role or role_arn, not both");
@@ -380,14 +399,9 @@ fn check_autoscaling(out: &mut Problems, path: &str, scaling: &Autoscaling, time
 }
 
 fn check_policies(out: &mut Problems, path: &str, scaling: &Autoscaling) {
-    let mut kinds = BTreeSet::new();
+    check_policy_names(out, path, scaling);
     for (i, policy) in scaling.policies.iter().enumerate() {
         let at = format!("{path}.policies[{i}]");
-        out.check(
-            kinds.insert(policy.kind),
-            &format!("{at}.type"),
-            format!("a second {} policy; each type may appear once", policy.kind.name()),
-        );
         let adjustment = policy.scaling_adjustment();
         let sign_ok = match policy.kind {
             PolicyKind::CpuScaleUp => adjustment > 0,
@@ -416,13 +430,41 @@ fn check_policies(out: &mut Problems, path: &str, scaling: &Autoscaling) {
             format!("must be at most {COOLDOWN_SECS_MAX} seconds"),
         );
     }
-    let threshold = |kind| scaling.policies.iter().find(|p| p.kind == kind).map(|p| p.threshold());
-    if let (Some(up), Some(down)) = (threshold(PolicyKind::CpuScaleUp), threshold(PolicyKind::CpuScaleDown)) {
-        // Overlapping thresholds make the two alarms fight: the group would scale out and in forever.
+    let thresholds = |kind| scaling.policies.iter().filter(move |p| p.kind == kind).map(|p| p.threshold());
+    let lowest_up = thresholds(PolicyKind::CpuScaleUp).reduce(f64::min);
+    let highest_down = thresholds(PolicyKind::CpuScaleDown).reduce(f64::max);
+    if let (Some(up), Some(down)) = (lowest_up, highest_down) {
+        // Overlapping thresholds make the alarms fight: the group would scale out and in forever.
         out.check(
             down < up,
             &format!("{path}.policies"),
             format!("cpu_scale_down threshold {down} must be below cpu_scale_up threshold {up}"),
         );
+    }
+}
+
+/// Policies are named on AWS `<asg>-<type>[-<name>]` (Odin's names), so two of one type need
+/// different names; a name becomes part of AWS names.
+fn check_policy_names(out: &mut Problems, path: &str, scaling: &Autoscaling) {
+    let mut seen: BTreeMap<(PolicyKind, Option<&str>), usize> = BTreeMap::new();
+    for (i, policy) in scaling.policies.iter().enumerate() {
+        let at = format!("{path}.policies[{i}].name");
+        let name = policy.name.as_deref();
+        if let Some(name) = name {
+            let ok = !name.is_empty()
+                && name.len() <= POLICY_NAME_LEN_MAX
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            out.check(ok, &at, format!("`{name}` must be 1 to {POLICY_NAME_LEN_MAX} letters, digits, `-`, `_` or `.`"));
+        }
+        let Some(&first) = seen.get(&(policy.kind, name)) else {
+            seen.insert((policy.kind, name), i);
+            continue;
+        };
+        let kind = policy.kind.name();
+        let message = match name {
+            Some(name) => format!("`{name}` is already the name of policies[{first}], also {kind}: give each its own name"),
+            None => format!("policies[{first}] is also {kind} without a name: name them apart"),
+        };
+        out.check(false, &at, message);
     }
 }

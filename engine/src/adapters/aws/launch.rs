@@ -9,7 +9,7 @@
 use super::errors::{cloud_error, gone_is_done, is_missing};
 use super::lookup::existing_asg;
 use super::AwsCloud;
-use crate::workflow::names::TAG_RELEASE;
+use crate::workflow::names::{is_policy_alarm, policy_name, TAG_RELEASE};
 use crate::workflow::release::{Policy, PolicyKind};
 use crate::workflow::resources::{ResolvedHook, Tags};
 use crate::workflow::{CloudError, LaunchSpec};
@@ -169,14 +169,15 @@ impl AwsCloud {
         Ok(out.auto_scaling_groups().iter().find(|g| g.auto_scaling_group_name() == Some(name)).cloned())
     }
 
-    /// A simple scaling policy and the CPU alarm that triggers it. Both calls are puts: repeating
+    /// A simple scaling policy and the CPU alarm that triggers it, both named by
+    /// `names::policy_name` (`<asg>-<type>[-<name>]`, Odin's names). Both calls are puts: repeating
     /// them changes nothing.
     async fn ensure_policy(&self, asg_name: &str, policy: &Policy) -> Result<(), CloudError> {
         let out = self
             .autoscaling
             .put_scaling_policy()
             .auto_scaling_group_name(asg_name)
-            .policy_name(policy.kind.name())
+            .policy_name(policy_name(asg_name, policy))
             .policy_type("SimpleScaling")
             .adjustment_type("ChangeInCapacity")
             .scaling_adjustment(policy.scaling_adjustment())
@@ -191,7 +192,7 @@ impl AwsCloud {
         let dimension = aws_sdk_cloudwatch::types::Dimension::builder().name("AutoScalingGroupName").value(asg_name).build();
         self.cloudwatch
             .put_metric_alarm()
-            .alarm_name(alarm_name(asg_name, policy.kind))
+            .alarm_name(policy_name(asg_name, policy))
             .namespace("AWS/EC2")
             .metric_name("CPUUtilization")
             .statistic(aws_sdk_cloudwatch::types::Statistic::Average)
@@ -243,11 +244,10 @@ impl AwsCloud {
         // skald's own alarms are deleted: a clone's target-tracking policies have alarms that
         // Auto Scaling made and deletes with the group (and skald may not touch).
         let policies = self.autoscaling.describe_policies().auto_scaling_group_name(asg_name).send().await;
-        let own = [PolicyKind::CpuScaleUp, PolicyKind::CpuScaleDown].map(|kind| alarm_name(asg_name, kind));
         let alarms: Vec<String> = match policies {
             Ok(out) => {
                 let names = out.scaling_policies().iter().flat_map(|p| p.alarms()).filter_map(|a| a.alarm_name());
-                names.filter(|name| own.iter().any(|o| o == name)).map(str::to_string).collect()
+                names.filter(|name| is_policy_alarm(asg_name, name)).map(str::to_string).collect()
             }
             Err(e) => gone_is_done(Err(cloud_error("DescribePolicies", e))).map(|()| Vec::new())?,
         };
@@ -282,10 +282,6 @@ fn check_ours(kind: &str, name: &str, release: Option<String>, spec: &LaunchSpec
 /// `InvalidLaunchTemplateName.AlreadyExistsException`): a crashed worker may have made it.
 fn already_exists(error: &CloudError) -> bool {
     error.code.as_deref().is_some_and(|c| c.contains("AlreadyExists"))
-}
-
-fn alarm_name(asg_name: &str, kind: PolicyKind) -> String {
-    format!("{asg_name}-{}", kind.name())
 }
 
 /// A client token unique to the resource name (≤ 64 ASCII characters).
