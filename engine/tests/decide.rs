@@ -32,6 +32,7 @@ impl Given {
             release_digest: release_digest(release),
             requested_by: Some("arn:aws:iam::123456789012:user/ci".into()),
             freshness: Freshness::default(),
+            rules: skald_engine::workflow::event::RULES_CURRENT,
         };
         Given { history: vec![Recorded { seq: 1, at: START, event }] }
     }
@@ -87,7 +88,7 @@ impl Given {
 }
 
 fn healthy_counts(web: u32, worker: u32) -> Event {
-    let counts = |healthy| HealthCounts { healthy, launching: 0, terminating: 0 };
+    let counts = |healthy| HealthCounts { healthy, launching: 0, terminating: 0, ..HealthCounts::default() };
     Event::HealthObserved { services: BTreeMap::from([("web".into(), counts(web)), ("worker".into(), counts(worker))]) }
 }
 

@@ -141,6 +141,7 @@ fn a_wait_for_a_cancelled_deploy_is_bounded() {
         release_digest: "d".into(),
         requested_by: None,
         freshness: Default::default(),
+        rules: skald_engine::workflow::event::RULES_CURRENT,
     };
     let mut history = vec![
         Recorded { seq: 1, at: at(0), event: request },

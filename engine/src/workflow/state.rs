@@ -7,7 +7,7 @@
 
 use super::capacity::CapacityPlan;
 use super::command::Command;
-use super::event::{Cleanliness, ErrorKind, Event, Freshness, Recorded};
+use super::event::{Cleanliness, ErrorKind, Event, Freshness, Recorded, RULES_CURRENT, RULES_FIRST, RULES_ODIN};
 use super::health::HealthCounts;
 use super::names::{self, TemplateValues};
 use super::release::{OnConcurrentDeploy, Release};
@@ -94,6 +94,18 @@ pub struct Request {
     pub freshness: Freshness,
     /// When skald recorded the request.
     pub requested_at: Timestamp,
+    /// The strategy and health rules the deploy runs under (see `event::RULES_ODIN`). Skipped
+    /// at the first rules, so states of older histories keep their hashes.
+    #[serde(default = "rules_first", skip_serializing_if = "is_rules_first")]
+    pub rules: u32,
+}
+
+fn rules_first() -> u32 {
+    RULES_FIRST
+}
+
+fn is_rules_first(rules: &u32) -> bool {
+    *rules == RULES_FIRST
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,6 +147,10 @@ pub struct ServiceProgress {
     /// For a traffic-shifted service: its own group and how much traffic it has.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traffic: Option<TrafficProgress>,
+    /// Odin's rules: capacity was set since the latest health check, so that check has had its
+    /// say; the next one may set it again (and re-asserts what someone else lowered).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resized_since_check: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -162,10 +178,11 @@ impl TrafficProgress {
 }
 
 impl ServiceProgress {
-    /// Healthy by Odin's rule: the whole launch capacity requested, and enough of it healthy.
+    /// Healthy: the whole launch capacity requested (or more, when a scaling policy raised it and
+    /// Odin's rules kept it), and enough of it healthy.
     pub fn is_healthy(&self) -> bool {
         let healthy = self.health.map_or(0, |h| h.healthy);
-        self.desired == self.plan.launch && healthy >= self.plan.healthy_needed
+        self.desired >= self.plan.launch && healthy >= self.plan.healthy_needed
     }
 
     /// Capacity still differs from what the service should run after success.
@@ -312,6 +329,10 @@ fn check_references(state: &State, event: &Event) -> Result<(), String> {
         false => Err(format!("names ASG `{asg}`, which the deploy is not tearing down")),
     };
     match event {
+        // A newer skald's rules would be decided by older ones here: refused, not guessed at.
+        Event::DeployRequested { rules, .. } if !(RULES_FIRST..=RULES_CURRENT).contains(rules) => {
+            Err(format!("was recorded under strategy rules {rules}; this skald knows rules {RULES_FIRST} to {RULES_CURRENT}"))
+        }
         Event::LockAcquired { .. } if state.request.is_none() => Err("comes before the request".into()),
         Event::ResourcesResolved { .. } if state.resolved.is_some() => Err("resolves resources a second time".into()),
         Event::CommandStarted { .. } if state.pending.is_some() => {
@@ -319,7 +340,9 @@ fn check_references(state: &State, event: &Event) -> Result<(), String> {
         }
         Event::CommandStarted { command: Command::Launch { spec } } => service(&spec.service),
         Event::CommandStarted { command: Command::ShiftTraffic { service: name, .. } } => shifting(name),
-        Event::ServiceLaunched { service: name, .. } | Event::CapacitySet { service: name, .. } => service(name),
+        Event::ServiceLaunched { service: name, .. }
+        | Event::CapacitySet { service: name, .. }
+        | Event::AsgMissing { service: name, .. } => service(name),
         Event::TargetGroupCreated { service: name, .. } | Event::TrafficShifted { service: name, .. } => shifting(name),
         Event::HealthObserved { services } => services.keys().try_for_each(|name| service(name)),
         Event::AlarmFiring { service: name, .. } => shifting(name),
@@ -353,7 +376,7 @@ pub fn evolve(mut state: State, recorded: &Recorded) -> State {
 
 fn apply(state: &mut State, event: &Event, at: Timestamp) {
     match event {
-        Event::DeployRequested { release_id, created_at, release, release_digest, requested_by, freshness } => {
+        Event::DeployRequested { release_id, created_at, release, release_digest, requested_by, freshness, rules } => {
             state.request = Some(Request {
                 release_id: release_id.clone(),
                 created_at: *created_at,
@@ -362,6 +385,7 @@ fn apply(state: &mut State, event: &Event, at: Timestamp) {
                 requested_by: requested_by.clone(),
                 freshness: *freshness,
                 requested_at: at,
+                rules: *rules,
             });
         }
         Event::UndeployRequested { undeploy_id, of_release, release, release_digest, reason, requested_by } => {
@@ -373,6 +397,7 @@ fn apply(state: &mut State, event: &Event, at: Timestamp) {
                 requested_by: requested_by.clone(),
                 freshness: Freshness::default(),
                 requested_at: at,
+                rules: RULES_FIRST,
             });
             state.undeploy = Some(Undeploy { of_release: of_release.clone(), reason: reason.clone(), planned: false });
         }
@@ -447,10 +472,15 @@ fn apply(state: &mut State, event: &Event, at: Timestamp) {
         Event::ServiceLaunched { service, desired, .. } => {
             state.pending = None;
             state.last_launch_at = Some(at);
+            let odin = state.odin_rules();
             let progress = state.service_mut(service);
             progress.launched = true;
             progress.desired = *desired;
-            progress.min_size = progress.plan.min_while_deploying(*desired);
+            // The minimum the launch asked for (`decide::launch_spec`), by the deploy's rules.
+            progress.min_size = match odin {
+                true => progress.plan.initial_size().min_size,
+                false => progress.plan.min_while_deploying(*desired),
+            };
         }
         Event::TargetGroupCreated { service, target_group } => {
             state.pending = None;
@@ -469,14 +499,19 @@ fn apply(state: &mut State, event: &Event, at: Timestamp) {
         }
         Event::CapacitySet { service, min_size, desired, .. } => {
             state.pending = None;
+            // Only Odin's rules look at this: the first rules' states keep their hashes.
+            let odin = state.odin_rules();
             let progress = state.service_mut(service);
             progress.min_size = *min_size;
             progress.desired = *desired;
+            progress.resized_since_check = odin;
         }
         Event::HealthObserved { services } => {
             state.last_observed_at = Some(at);
             for (name, counts) in services {
-                state.service_mut(name).health = Some(*counts);
+                let progress = state.service_mut(name);
+                progress.health = Some(*counts);
+                progress.resized_since_check = false;
             }
             for traffic in state.services.values_mut().filter_map(|p| p.traffic.as_mut()) {
                 traffic.observed_since_shift = true;
@@ -502,6 +537,8 @@ fn apply(state: &mut State, event: &Event, at: Timestamp) {
             let reason = format!("{service}: {} terminating, more than max_terms {max_terms}", super::command::instances(*terminating));
             fail(state, ErrorKind::Halt, reason);
         }
+        // Someone else removed what the deploy launched: a halt, as when its instances terminate.
+        Event::AsgMissing { service, asg } => fail(state, ErrorKind::Halt, format!("{service}: its ASG {asg} is gone")),
         Event::Detached { asg } => {
             state.pending = None;
             state.teardown_mut(asg).stage = TeardownStage::AwaitDetach { since: at };
@@ -588,6 +625,7 @@ fn resolve(state: &mut State, resolved: &Resolved) {
                 health: None,
                 finalize_skipped: false,
                 traffic: service.traffic.as_ref().map(|_| TrafficProgress::default()),
+                resized_since_check: false,
             };
             (name.clone(), progress)
         })
@@ -673,6 +711,16 @@ impl State {
 
     pub fn is_finished(&self) -> bool {
         self.end.is_some()
+    }
+
+    /// The strategy and health rules recorded with the request (the first rules before one is).
+    pub fn rules(&self) -> u32 {
+        self.request.as_ref().map_or(RULES_FIRST, |r| r.rules)
+    }
+
+    /// Whether Odin's strategy and health rules decide this deploy.
+    pub fn odin_rules(&self) -> bool {
+        self.rules() >= RULES_ODIN
     }
 
     /// "deploy" or "undeploy": what this history is, in the word a person reads.
