@@ -192,6 +192,8 @@ impl<S: EventStore, Q: Queue, C: Cloud, K: Clock> Runner<S, Q, C, K> {
             requested_by: sender,
             freshness: self.config.freshness,
             settings: Some(self.config.settings.clone()),
+            // New deploys run under today's rules; their histories say so, for every replay.
+            rules: crate::workflow::event::RULES_CURRENT,
         };
         let first = Recorded { seq: 1, at: self.clock.now(), event };
         let first = codec::encode(&first, "", codec::state_hash(&evolve(State::default(), &first)));

@@ -9,8 +9,9 @@ use skald_engine::codec::release_digest;
 use skald_engine::ports::Cloud;
 use skald_engine::workflow::command::{Command, HealthTarget, Outcome};
 use skald_engine::workflow::decide::{FIRST_HEALTH_CHECK_SECS, LOCK_LEASE_MARGIN_SECS};
-use skald_engine::workflow::event::{Event, Freshness};
-use skald_engine::workflow::health::HealthCounts;
+use skald_engine::workflow::event::{Event, Freshness, RULES_CURRENT, RULES_FIRST, RULES_ODIN};
+use skald_engine::workflow::health::{AsgSize, HealthCounts};
+use skald_engine::workflow::release::Strategy;
 use skald_engine::workflow::resources::{check, Query};
 use skald_engine::workflow::state::ATTEMPTS_MAX;
 use skald_engine::workflow::{decide, fold, record, CloudError, Decision, FoldError, Next, Recorded, Release, State, Timestamp};
@@ -33,13 +34,17 @@ impl Given {
             requested_by: Some("arn:aws:iam::123456789012:user/ci".into()),
             freshness: Freshness::default(),
             settings: None,
+            rules: skald_engine::workflow::event::RULES_CURRENT,
         };
         Given { history: vec![Recorded { seq: 1, at: START, event }] }
     }
 
     /// Requested, validated, locked and resolved against a provisioned simulated cloud.
     fn resolved() -> Given {
-        let release = release();
+        Given::resolved_with(release())
+    }
+
+    fn resolved_with(release: Release) -> Given {
         let cloud = SimCloud::new(Arc::new(skald_engine::adapters::memory::SystemClock), Timings::default());
         skald_engine::adapters::local::provision_example(&cloud, &release);
         let lookup = block_on(cloud.lookup(&Query::for_release(&release))).unwrap();
@@ -52,7 +57,11 @@ impl Given {
 
     /// Resolved, and every service's launch recorded.
     fn launched() -> Given {
-        let mut given = Given::resolved();
+        Given::launched_from(Given::resolved())
+    }
+
+    fn launched_from(given: Given) -> Given {
+        let mut given = given;
         for service in ["web", "worker"] {
             let command = match given.decide(0) {
                 Decision::Act(command @ Command::Launch { .. }) => command,
@@ -64,6 +73,13 @@ impl Given {
             given = given.then(0, Event::CommandStarted { command }).then(1, launched);
         }
         given
+    }
+
+    /// The same history, its request recorded under strategy rules `rules`.
+    fn under_rules(mut self, wanted: u32) -> Given {
+        let Event::DeployRequested { rules, .. } = &mut self.history[0].event else { panic!("a history starts with a request") };
+        *rules = wanted;
+        self
     }
 
     fn then(mut self, secs_later: u64, event: Event) -> Given {
@@ -88,7 +104,7 @@ impl Given {
 }
 
 fn healthy_counts(web: u32, worker: u32) -> Event {
-    let counts = |healthy| HealthCounts { healthy, launching: 0, terminating: 0 };
+    let counts = |healthy| HealthCounts { healthy, launching: 0, terminating: 0, ..HealthCounts::default() };
     Event::HealthObserved { services: BTreeMap::from([("web".into(), counts(web)), ("worker".into(), counts(worker))]) }
 }
 
@@ -253,4 +269,105 @@ fn malformed_histories_are_errors_not_panics() {
     let mut doubled = twice.history.clone();
     doubled.push(Recorded { seq: 2, ..twice.history[0].clone() });
     assert_eq!(fold(&doubled).unwrap_err(), FoldError::NotFirst { seq: 2, event: "DeployRequested" });
+}
+
+// ---- the strategy rules a history was recorded under ------------------------------------------
+
+/// The example release with web rolling out 25 % at a time to 8 instances, all of them needed.
+fn step_release() -> Release {
+    let mut release = release();
+    let web = &mut release.services.get_mut("web").expect("the example has web").autoscaling;
+    (web.min_size, web.max_size, web.spread, web.strategy) = (Some(8), Some(8), None, Some(Strategy::Percent25Steps));
+    release
+}
+
+/// A health check: web's counts (and the size its ASG reported), worker healthy.
+fn web_check(web: HealthCounts) -> Event {
+    let worker = HealthCounts { healthy: 1, ..HealthCounts::default() };
+    Event::HealthObserved { services: BTreeMap::from([("web".into(), web), ("worker".into(), worker)]) }
+}
+
+fn launching(n: u32, size: Option<AsgSize>) -> HealthCounts {
+    HealthCounts { launching: n, size, ..HealthCounts::default() }
+}
+
+fn set_capacity(given: &Given) -> Option<(String, u32, u32)> {
+    match given.decide(0) {
+        Decision::Act(Command::SetCapacity { service, min_size, desired, .. }) => Some((service, min_size, desired)),
+        _ => None,
+    }
+}
+
+#[test]
+fn odins_step_rollout_steps_at_every_check_healthy_or_not_and_the_first_rules_wait() {
+    // Given a 25 % step rollout launched with 2 instances, and a check finding both still unhealthy
+    let launched = |rules| Given::launched_from(Given::resolved_with(step_release()).under_rules(rules));
+    let odin = launched(RULES_ODIN).then(90, web_check(launching(2, None)));
+    let first = launched(RULES_FIRST).then(90, web_check(launching(2, None)));
+
+    // When decided, then Odin's rules add a step to the 2 instances (minimum as Odin raises it)
+    assert_eq!(set_capacity(&odin), Some(("web".into(), 4, 4)));
+    // And the first rules, which a history recorded without `rules` keeps, wait for health
+    assert!(matches!(first.decide(0), Decision::Wait { .. }), "{:?}", first.decide(0));
+}
+
+#[test]
+fn one_capacity_step_per_check_and_a_lowered_size_is_set_back_at_the_next() {
+    // Given Odin's rules, a check that found web's ASG at (2, 2) with 2 instances, and the step set
+    let given = Given::launched_from(Given::resolved_with(step_release()))
+        .then(90, web_check(launching(2, Some(AsgSize { min_size: 2, desired: 2 }))));
+    assert_eq!(set_capacity(&given), Some(("web".into(), 4, 4)));
+    let given = given.then(1, Event::CapacitySet { service: "web".into(), asg: "web-asg".into(), min_size: 4, desired: 4 });
+
+    // Then that check has had its say: the deploy waits for the next one
+    assert!(matches!(given.decide(0), Decision::Wait { .. }), "{:?}", given.decide(0));
+
+    // When the next check finds 4 instances, someone having lowered the minimum to 1 and a
+    // scaling policy having raised the desired capacity to 7
+    let given = given.then(15, web_check(launching(4, Some(AsgSize { min_size: 1, desired: 7 }))));
+    // Then the step is taken from the instances found (6), the minimum set back, and the
+    // desired capacity the policy raised kept: a deploy never lowers either
+    assert_eq!(set_capacity(&given), Some(("web".into(), 6, 7)));
+}
+
+#[test]
+fn a_vanished_asg_fails_the_deploy_at_the_check_that_finds_it_under_odins_rules_only() {
+    // Given a check that found web's ASG gone
+    let gone = HealthCounts { missing: true, ..HealthCounts::default() };
+    let odin = Given::launched().then(90, web_check(gone));
+    let first = Given::launched().under_rules(RULES_FIRST).then(90, web_check(gone));
+
+    // When decided, then Odin's rules record it (a halt), the first rules wait for the timeout
+    let missing = Event::AsgMissing { service: "web".into(), asg: odin.state().services["web"].asg.clone() };
+    assert_eq!(odin.decide(0), Decision::Emit(vec![missing.clone()]));
+    assert!(matches!(first.decide(0), Decision::Wait { .. }), "{:?}", first.decide(0));
+    // And the deploy fails as a halt, as when its instances terminate
+    let failed = odin.then(0, missing);
+    assert_eq!(failed.state().failure.map(|f| f.error), Some(skald_engine::workflow::ErrorKind::Halt));
+}
+
+#[test]
+fn a_canary_whose_only_instance_terminates_halts_whatever_max_terms_allows() {
+    // Given the example's canary with max_terms 1, and a check finding the canary terminating
+    let mut release = release();
+    release.services.get_mut("web").expect("the example has web").autoscaling.max_terms = Some(1);
+    let terminating = HealthCounts { terminating: 1, ..HealthCounts::default() };
+    let given = Given::launched_from(Given::resolved_with(release.clone())).then(90, web_check(terminating));
+
+    // When decided, then Odin's rules halt: no termination is tolerated while canarying
+    let halt = Event::TerminationsExceeded { service: "web".into(), terminating: 1, max_terms: 0 };
+    assert_eq!(given.decide(0), Decision::Emit(vec![halt]));
+    // And the first rules tolerated it (max_terms 1)
+    let first = Given::launched_from(Given::resolved_with(release).under_rules(RULES_FIRST)).then(90, web_check(terminating));
+    assert!(matches!(first.decide(0), Decision::Wait { .. }), "{:?}", first.decide(0));
+}
+
+#[test]
+fn a_request_under_rules_this_skald_does_not_know_does_not_fold() {
+    // Given a request recorded by a newer skald, under rules past RULES_CURRENT
+    let given = Given::requested(&release(), START).under_rules(RULES_CURRENT + 1);
+
+    // When folded, then it is refused, naming the rules, rather than decided by older ones
+    let FoldError::Content { seq: 1, message, .. } = fold(&given.history).unwrap_err() else { panic!() };
+    assert!(message.contains(&format!("rules {}", RULES_CURRENT + 1)), "{message}");
 }

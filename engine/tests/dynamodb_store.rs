@@ -96,6 +96,7 @@ async fn deploy_requested_round_trips_exactly() {
         requested_by: Some("AIDAEXAMPLE".into()),
         freshness: Default::default(),
         settings: None,
+        rules: skald_engine::workflow::event::RULES_CURRENT,
     };
     let events = chain(None, vec![(T0, requested), (T0.plus_ms(1), Event::ReleaseValidated)]);
     assert!(codec::canonical_bytes(&events[0].body).windows(4).any(|w| w == b"70.0"), "the body keeps 70.0 as a float");
@@ -426,6 +427,7 @@ async fn a_step_reads_the_latest_snapshot_and_only_the_events_after_it() {
         requested_by: None,
         freshness: Default::default(),
         settings: None,
+        rules: skald_engine::workflow::event::RULES_CURRENT,
     };
     let mut events = chain(None, vec![(T0, requested)]);
     events.extend(chain(events.last(), (2..=50).map(|n| (T0.plus_secs(n), halt("h"))).collect()));

@@ -158,6 +158,75 @@ fn step_rollouts_raise_capacity_one_step_per_healthy_check() {
     assert_eq!(steps, [2, 4, 6, 8]);
 }
 
+// ---- Odin's strategy and health rules ----------------------------------------------------------
+
+fn web_asg(n: u32) -> String {
+    format!("coinbase/deploy-test-production-web-{}", id(n))
+}
+
+#[test]
+fn a_step_rollout_keeps_stepping_past_an_instance_that_never_becomes_healthy() {
+    // Given web rolling out 25 % at a time to 6 instances, 4 of them needed healthy, and its first
+    // instance never healthy
+    let mut release = release();
+    let web = &mut release.services.get_mut("web").unwrap().autoscaling;
+    (web.min_size, web.max_size, web.spread, web.strategy) = (Some(5), Some(6), Some(0.2), Some(Strategy::Percent25Steps));
+    let local = world(&release);
+    local.cloud.set_fate("-web-", Fate::FirstNeverHealthy);
+
+    // When it deploys
+    local.submit(&release, &id(1));
+    let state = run_until_end(&local, &id(1));
+
+    // Then every check adds a step although the first is never healthy, and the release goes live
+    assert_eq!(state.end, Some(End::Success));
+    assert_eq!(web_capacities(&local, &id(1)), [1, 2, 3, 4, 5, 6, 5]);
+}
+
+#[test]
+fn an_asg_deleted_mid_deploy_fails_the_deploy_at_the_next_health_check() {
+    // Given a deploy whose web ASG someone deletes after its first health check
+    let release = release();
+    let local = world(&release);
+    local.submit(&release, &id(1));
+    run_until_event(&local, &id(1), "HealthObserved");
+    local.cloud.remove_asg(&web_asg(1));
+
+    // When it runs on
+    let state = run_until_end(&local, &id(1));
+
+    // Then the next check finds it gone and the deploy halts at once, cleaning up what is left
+    assert!(failure(ErrorKind::Halt, Cleanliness::Clean)(&state.end), "{:?}", state.end);
+    let history = local.history(&id(1));
+    let missing_at = history.iter().find(|r| matches!(r.event, Event::AsgMissing { .. })).expect("AsgMissing recorded").at;
+    let deadline = state.deadline.expect("locked");
+    assert!(deadline.ms_since(missing_at) > 400_000, "found gone long before the timeout");
+    assert!(local.cloud.asg_names().is_empty());
+}
+
+#[test]
+fn capacity_someone_lowered_mid_deploy_is_set_back_at_the_next_health_check() {
+    // Given web launched all at once (min 2, desired 3), then lowered to (1, 1) by a person
+    let mut release = release();
+    release.services.get_mut("web").unwrap().autoscaling.strategy = Some(Strategy::AllAtOnce);
+    let local = world(&release);
+    local.submit(&release, &id(1));
+    run_until_event(&local, &id(1), "ServiceLaunched");
+    local.cloud.resize_asg(&web_asg(1), 1, 1);
+
+    // When the deploy runs on
+    let state = run_until_end(&local, &id(1));
+
+    // Then the first check finds the smaller ASG and sets it back, and the release goes live
+    assert_eq!(state.end, Some(End::Success));
+    let set_back = local
+        .history(&id(1))
+        .iter()
+        .any(|r| matches!(&r.event, Event::CapacitySet { service, min_size: 2, desired: 3, .. } if service == "web"));
+    assert!(set_back, "{:?}", types(&local.history(&id(1))));
+    assert_eq!(web_capacities(&local, &id(1)), [3, 3, 2]);
+}
+
 // ---- refusals before anything is launched -----------------------------------------------------
 
 #[test]

@@ -142,6 +142,7 @@ fn a_wait_for_a_cancelled_deploy_is_bounded() {
         requested_by: None,
         freshness: Default::default(),
         settings: None,
+        rules: skald_engine::workflow::event::RULES_CURRENT,
     };
     let mut history = vec![
         Recorded { seq: 1, at: at(0), event: request },

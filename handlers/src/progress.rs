@@ -61,9 +61,10 @@ mod tests {
             launched: true,
             min_size: 3,
             desired: 5,
-            health: Some(HealthCounts { healthy, launching, terminating }),
+            health: Some(HealthCounts { healthy, launching, terminating, ..HealthCounts::default() }),
             finalize_skipped: false,
             traffic: None,
+            resized_since_check: false,
         }
     }
 

@@ -91,6 +91,21 @@ pub fn scenarios() -> Vec<Scenario> {
             run: undeploy_refused,
         },
         Scenario {
+            name: "step-rollout-odin",
+            shows: "Odin's rules: a 25 % step rollout whose first instance never becomes healthy keeps stepping at every check and goes live",
+            run: step_rollout_odin,
+        },
+        Scenario {
+            name: "asg-missing",
+            shows: "Odin's rules: the new ASG deleted mid-deploy fails the deploy (AsgMissing, a halt) at the next check, not at the timeout",
+            run: asg_missing,
+        },
+        Scenario {
+            name: "capacity-reasserted",
+            shows: "Odin's rules: an ASG lowered by someone else mid-deploy is set back at the next check (never lowered by a deploy)",
+            run: capacity_reasserted,
+        },
+        Scenario {
             name: "retried-and-resumed",
             shows: "throttled health checks retried with backoff; a launch resumed after a lost append",
             run: retried_and_resumed,
@@ -250,6 +265,37 @@ fn step_rollout() -> Vec<StoredEvent> {
     let web = &mut release.services.get_mut("web").expect("the example has web").autoscaling;
     (web.min_size, web.max_size, web.spread, web.strategy) = (Some(8), Some(8), None, Some(Strategy::Percent25Steps));
     deploy(&release, |_| {})
+}
+
+/// The new web ASG of release `n` in the example's project-config.
+fn web_asg(release: &Release, n: u32) -> String {
+    format!("{}-{}-web-{}", release.project_name, release.config_name, id(n))
+}
+
+fn step_rollout_odin() -> Vec<StoredEvent> {
+    let mut release = release();
+    let web = &mut release.services.get_mut("web").expect("the example has web").autoscaling;
+    (web.min_size, web.max_size, web.spread, web.strategy) = (Some(5), Some(6), Some(0.2), Some(Strategy::Percent25Steps));
+    deploy(&release, |local| local.cloud.set_fate("-web-", Fate::FirstNeverHealthy))
+}
+
+fn asg_missing() -> Vec<StoredEvent> {
+    let release = release();
+    let local = world(&release);
+    local.submit(&release, &id(1));
+    until_event(&local, &id(1), "HealthObserved");
+    local.cloud.remove_asg(&web_asg(&release, 1));
+    finish(&local, &id(1))
+}
+
+fn capacity_reasserted() -> Vec<StoredEvent> {
+    let mut release = release();
+    release.services.get_mut("web").expect("the example has web").autoscaling.strategy = Some(Strategy::AllAtOnce);
+    let local = world(&release);
+    local.submit(&release, &id(1));
+    until_event(&local, &id(1), "ServiceLaunched");
+    local.cloud.resize_asg(&web_asg(&release, 1), 1, 1);
+    finish(&local, &id(1))
 }
 
 fn halt() -> Vec<StoredEvent> {

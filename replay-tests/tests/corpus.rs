@@ -54,6 +54,9 @@ const ENDS: &[(&str, &str)] = &[
     ("rollback-concurrent", "Success"),
     ("undeploy", "Success"),
     ("undeploy-refused", "FailureClean"),
+    ("step-rollout-odin", "Success"),
+    ("asg-missing", "FailureClean"),
+    ("capacity-reasserted", "Success"),
 ];
 
 #[test]

@@ -8,7 +8,7 @@
 use crate::notify::Notification;
 use crate::ports::{Clock, Cloud};
 use crate::workflow::command::HealthTarget;
-use crate::workflow::health::{InstanceReport, ServiceReport};
+use crate::workflow::health::{AsgSize, InstanceReport, ServiceReport};
 use crate::workflow::listener_rule::{self, NewRule};
 use crate::workflow::names::{TAG_CONFIG, TAG_PROJECT, TAG_RELEASE};
 use crate::workflow::release::AMI_NAME_PREFIX;
@@ -30,6 +30,9 @@ pub enum Fate {
     TerminatesAfterMs(u64),
     /// Boots, then passes and fails its load balancer checks by turns, each turn this long.
     Flapping(u64),
+    /// The ASG's first instance never passes its health checks; every later one does. One bad
+    /// instance, which must not stall a step rollout.
+    FirstNeverHealthy,
 }
 
 /// The cloud operations faults can be injected into.
@@ -265,6 +268,22 @@ impl SimCloud {
 
     pub fn asgs(&self) -> BTreeMap<String, SimAsg> {
         self.with(|w| w.asgs.clone())
+    }
+
+    /// Someone other than skald deletes an ASG (and its instances).
+    pub fn remove_asg(&self, name: &str) {
+        self.with(|w| w.asgs.remove(name));
+    }
+
+    /// Someone other than skald (a scaling policy, a person) resizes an ASG.
+    pub fn resize_asg(&self, name: &str, min_size: u32, desired: u32) {
+        let now = self.clock.now();
+        self.with(|w| {
+            let Some(mut group) = w.asgs.remove(name) else { return };
+            group.min_size = min_size;
+            w.resize(name, &mut group, desired, now);
+            w.asgs.insert(name.to_string(), group);
+        });
     }
 
     pub fn asg_names(&self) -> Vec<String> {
@@ -511,6 +530,11 @@ impl World {
         let fate = self.fates.iter().rev().find(|(part, _)| asg_name.contains(part.as_str())).map_or(Fate::Healthy, |(_, f)| *f);
         while asg.instances.len() < desired as usize {
             self.next_instance += 1;
+            let fate = match fate {
+                Fate::FirstNeverHealthy if asg.instances.is_empty() => Fate::NeverHealthy,
+                Fate::FirstNeverHealthy => Fate::Healthy,
+                fate => fate,
+            };
             asg.instances.push(Instance { id: format!("i-{:017x}", self.next_instance), launched_at: now, fate });
         }
         // Scale-in removes the newest instances first.
@@ -521,7 +545,9 @@ impl World {
     fn report(&self, target: &HealthTarget, now: Timestamp) -> ServiceReport {
         let alarms_firing = target.alarms.iter().filter(|a| self.alarms.get(*a) == Some(&true)).cloned().collect();
         let mut report = ServiceReport { alarms_firing, ..ServiceReport::default() };
-        let Some(asg) = self.asgs.get(&target.asg) else { return report };
+        // Like DescribeAutoScalingGroups, which leaves out a name it does not know.
+        let Some(asg) = self.asgs.get(&target.asg) else { return ServiceReport { missing: true, ..report } };
+        report.size = Some(AsgSize { min_size: asg.min_size, desired: asg.desired });
         let timings = self.timings;
         for instance in &asg.instances {
             let age = now.ms_since(instance.launched_at);
@@ -535,7 +561,7 @@ impl World {
             let ready_at = timings.boot_ms + timings.lb_healthy_ms;
             let checks_pass = match instance.fate {
                 Fate::Healthy | Fate::TerminatesAfterMs(_) => true,
-                Fate::NeverHealthy => false,
+                Fate::NeverHealthy | Fate::FirstNeverHealthy => false,
                 Fate::Flapping(turn_ms) => age < ready_at || ((age - ready_at) / turn_ms.max(1)).is_multiple_of(2),
             };
             // Without load balancers, failing checks show in the ASG's own health status.

@@ -5,8 +5,10 @@
 //! the same state and instant always give the same decision, which is what lets a replay check
 //! that today's code would have done what the history says.
 
+use super::capacity;
 use super::command::{Command, Ebs, HealthTarget, LaunchSpec, Placement};
 use super::event::{Cleanliness, ErrorKind, Event, Recorded};
+use super::health::AsgSize;
 use super::names;
 use super::release::Traffic;
 use super::resources::{Query, ResolvedTraffic};
@@ -219,25 +221,58 @@ fn health_deadline(state: &State) -> (Timestamp, u64) {
 /// What the latest health counts call for: a halt, the next traffic step, success, or the next
 /// step of a strategy.
 fn judge_health(state: &State, now: Timestamp) -> Option<Decision> {
-    for (name, progress) in &state.services {
-        let terminating = progress.health.map_or(0, |h| h.terminating);
-        if terminating > progress.plan.max_terms {
-            let event = Event::TerminationsExceeded { service: name.clone(), terminating, max_terms: progress.plan.max_terms };
-            return Some(Decision::Emit(vec![event]));
-        }
+    if let Some(halt) = halt_on_health(state) {
+        return Some(Decision::Emit(vec![halt]));
     }
     if state.services.values().all(ServiceProgress::is_healthy) {
         return Some(traffic_step(state, now).unwrap_or_else(|| Decision::Emit(vec![Event::ServicesHealthy])));
     }
+    if state.odin_rules() {
+        return state.services.iter().find_map(|(name, progress)| odin_capacity_step(name, progress));
+    }
     state.services.iter().find_map(|(name, progress)| {
         let all_current_healthy = progress.health.is_some_and(|h| h.healthy >= progress.desired);
         let next = progress.plan.next(progress.desired).filter(|_| all_current_healthy)?;
-        Some(Decision::Act(Command::SetCapacity {
+        Some(set_capacity(name, progress, AsgSize { min_size: progress.plan.min_while_deploying(next), desired: next }))
+    })
+}
+
+/// What in the latest health counts stops the deploy: an ASG gone (Odin's rules; the first rules
+/// waited for the timeout), or more instances terminating than tolerated (under Odin's rules,
+/// none while a canary is the only instance).
+fn halt_on_health(state: &State) -> Option<Event> {
+    let odin = state.odin_rules();
+    state.services.iter().find_map(|(name, progress)| {
+        let health = progress.health.unwrap_or_default();
+        if odin && health.missing {
+            return Some(Event::AsgMissing { service: name.clone(), asg: progress.asg.clone() });
+        }
+        let allowed = if odin { progress.plan.terminations_allowed(&health) } else { progress.plan.max_terms };
+        (health.terminating > allowed).then(|| Event::TerminationsExceeded {
             service: name.clone(),
-            asg: progress.asg.clone(),
-            min_size: progress.plan.min_while_deploying(next),
-            desired: next,
-        }))
+            terminating: health.terminating,
+            max_terms: allowed,
+        })
+    })
+}
+
+/// Odin's rules, once per health check and service: the size the strategy asks for given the
+/// instances found, never below what the ASG has (`capacity::never_lower`). What the ASG has is
+/// what the check read from the cloud when the adapter reports it (so a size a scaling policy or
+/// a person lowered is set back), else what skald last set.
+fn odin_capacity_step(name: &str, progress: &ServiceProgress) -> Option<Decision> {
+    let health = progress.health.filter(|_| !progress.resized_since_check)?;
+    let current = health.size.unwrap_or(AsgSize { min_size: progress.min_size, desired: progress.desired });
+    let safe = capacity::never_lower(progress.plan.wanted_size(&health), current)?;
+    Some(set_capacity(name, progress, safe))
+}
+
+fn set_capacity(name: &str, progress: &ServiceProgress, size: AsgSize) -> Decision {
+    Decision::Act(Command::SetCapacity {
+        service: name.to_string(),
+        asg: progress.asg.clone(),
+        min_size: size.min_size,
+        desired: size.desired,
     })
 }
 
@@ -468,7 +503,10 @@ fn launch_spec(state: &State, name: &str) -> LaunchSpec {
     let resolved = state.resolved.as_ref().expect("launch without resources");
     let found = &resolved.services[name];
     let progress = &state.services[name];
-    let initial = progress.plan.initial();
+    let initial = match state.odin_rules() {
+        true => progress.plan.initial_size(),
+        false => AsgSize { min_size: progress.plan.min_while_deploying(progress.plan.initial()), desired: progress.plan.initial() },
+    };
     let mut tags = service.tags.clone();
     tags.entry("Name".to_string()).or_insert_with(|| progress.asg.clone());
     tags.extend(names::managed_tags(&release.project_name, &release.config_name, name, &request.release_id));
@@ -495,9 +533,9 @@ fn launch_spec(state: &State, name: &str) -> LaunchSpec {
         tenancy: service.placement_tenancy.clone(),
         spot_price: service.spot_price.clone(),
         associate_public_ip_address: service.associate_public_ip_address,
-        min_size: progress.plan.min_while_deploying(initial),
+        min_size: initial.min_size,
         max_size: progress.plan.max_size,
-        desired_capacity: initial,
+        desired_capacity: initial.desired,
         health_check_type: if service.behind_load_balancer() { "ELB" } else { "EC2" }.to_string(),
         health_check_grace_period_secs: service.autoscaling.health_check_grace_period_secs(release.timeout_secs()),
         default_cooldown_secs: service.autoscaling.default_cooldown_secs(),

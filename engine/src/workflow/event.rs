@@ -29,6 +29,26 @@ impl Default for Freshness {
     }
 }
 
+/// The strategy and health rules of the first skald: a step only once every instance of the last
+/// is healthy, a vanished ASG waited out to the timeout. A request recorded without `rules` was
+/// decided by these, and is audited by them forever.
+pub const RULES_FIRST: u32 = 1;
+/// Odin's rules (`capacity::CapacityPlan::wanted_size`): a step at every health check whatever
+/// the last step's health, Odin's minimum while deploying, a canary that halts when its only
+/// instance terminates, a deploy that never lowers its ASG's capacity, and a vanished ASG that
+/// fails the deploy at the next check.
+pub const RULES_ODIN: u32 = 2;
+/// The rules a runner stamps on the requests it records today.
+pub const RULES_CURRENT: u32 = RULES_ODIN;
+
+fn rules_first() -> u32 {
+    RULES_FIRST
+}
+
+fn is_rules_first(rules: &u32) -> bool {
+    *rules == RULES_FIRST
+}
+
 /// The kinds of failure a user sees (Odin's error names).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ErrorKind {
@@ -72,6 +92,11 @@ pub enum Event {
         /// before settings existed, which are judged as they were then.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         settings: Option<Settings>,
+        /// Which strategy and health rules decide this deploy (`RULES_FIRST`, `RULES_ODIN`).
+        /// Recorded so a replay decides with the rules the deploy ran under; absent means the
+        /// first rules, so histories recorded before the field existed keep their bytes.
+        #[serde(default = "rules_first", skip_serializing_if = "is_rules_first")]
+        rules: u32,
     },
     /// A person (or the release's own `automatic_undeploy_minutes`) asked for the live release of
     /// a project-config to be removed. The first event of an undeploy, which runs like a deploy:
@@ -178,6 +203,12 @@ pub enum Event {
         terminating: u32,
         max_terms: u32,
     },
+    /// A health check found a service's new ASG gone (deleted by someone else mid-deploy): the
+    /// deploy fails at once rather than waiting out its timeout (Odin's rules only).
+    AsgMissing {
+        service: String,
+        asg: String,
+    },
     /// The listener rule that sent traffic to the ASG is gone (an undeploy's first teardown step).
     RuleRemoved {
         asg: String,
@@ -235,6 +266,7 @@ impl Event {
             Event::HaltRequested { .. } => "HaltRequested",
             Event::TimedOut { .. } => "TimedOut",
             Event::TerminationsExceeded { .. } => "TerminationsExceeded",
+            Event::AsgMissing { .. } => "AsgMissing",
             Event::RuleRemoved { .. } => "RuleRemoved",
             Event::Detached { .. } => "Detached",
             Event::DetachConfirmed { .. } => "DetachConfirmed",
@@ -258,7 +290,7 @@ impl Event {
 }
 
 /// Every event type this skald knows, by its stored name.
-pub const EVENT_TYPES: [&str; 31] = [
+pub const EVENT_TYPES: [&str; 32] = [
     "DeployRequested",
     "ReleaseValidated",
     "ReleaseRejected",
@@ -290,6 +322,7 @@ pub const EVENT_TYPES: [&str; 31] = [
     "RuleRemoved",
     "LockFreed",
     "AlarmFiring",
+    "AsgMissing",
 ];
 
 /// The schema version this skald reads and writes for each event type; `None` for a type it
@@ -368,7 +401,10 @@ impl fmt::Display for Event {
             Event::HealthObserved { services } => {
                 let parts: Vec<String> = services
                     .iter()
-                    .map(|(name, c)| format!("{name} {} healthy, {} launching, {} terminating", c.healthy, c.launching, c.terminating))
+                    .map(|(name, c)| match c.missing {
+                        true => format!("{name} ASG missing"),
+                        false => format!("{name} {} healthy, {} launching, {} terminating", c.healthy, c.launching, c.terminating),
+                    })
                     .collect();
                 write!(f, "health: {}", parts.join("; "))
             }
@@ -385,6 +421,7 @@ impl fmt::Display for Event {
             Event::TerminationsExceeded { service, terminating, max_terms } => {
                 write!(f, "{service}: {} terminating, more than max_terms {max_terms}", instances(*terminating))
             }
+            Event::AsgMissing { service, asg } => write!(f, "{service}: ASG {asg} is gone"),
             Event::Detached { asg } => write!(f, "detached {asg} from its load balancers"),
             Event::DetachConfirmed { asg, waited_ms, expired } => {
                 let how = if *expired { "gave up waiting for" } else { "confirmed" };

@@ -7,7 +7,7 @@
 
 use super::capacity::CapacityPlan;
 use super::command::Command;
-use super::event::{Cleanliness, ErrorKind, Event, Freshness, Recorded};
+use super::event::{Cleanliness, ErrorKind, Event, Freshness, Recorded, RULES_CURRENT, RULES_FIRST, RULES_ODIN};
 use super::health::HealthCounts;
 use super::names::{self, TemplateValues};
 use super::release::{OnConcurrentDeploy, Release};
@@ -98,6 +98,18 @@ pub struct Request {
     /// The deployer's settings it is judged under (`None`: recorded before settings existed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settings: Option<Settings>,
+    /// The strategy and health rules the deploy runs under (see `event::RULES_ODIN`). Skipped
+    /// at the first rules, so states of older histories keep their hashes.
+    #[serde(default = "rules_first", skip_serializing_if = "is_rules_first")]
+    pub rules: u32,
+}
+
+fn rules_first() -> u32 {
+    RULES_FIRST
+}
+
+fn is_rules_first(rules: &u32) -> bool {
+    *rules == RULES_FIRST
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,6 +151,10 @@ pub struct ServiceProgress {
     /// For a traffic-shifted service: its own group and how much traffic it has.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traffic: Option<TrafficProgress>,
+    /// Odin's rules: capacity was set since the latest health check, so that check has had its
+    /// say; the next one may set it again (and re-asserts what someone else lowered).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resized_since_check: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -166,10 +182,11 @@ impl TrafficProgress {
 }
 
 impl ServiceProgress {
-    /// Healthy by Odin's rule: the whole launch capacity requested, and enough of it healthy.
+    /// Healthy: the whole launch capacity requested (or more, when a scaling policy raised it and
+    /// Odin's rules kept it), and enough of it healthy.
     pub fn is_healthy(&self) -> bool {
         let healthy = self.health.map_or(0, |h| h.healthy);
-        self.desired == self.plan.launch && healthy >= self.plan.healthy_needed
+        self.desired >= self.plan.launch && healthy >= self.plan.healthy_needed
     }
 
     /// Capacity still differs from what the service should run after success.
@@ -316,6 +333,10 @@ fn check_references(state: &State, event: &Event) -> Result<(), String> {
         false => Err(format!("names ASG `{asg}`, which the deploy is not tearing down")),
     };
     match event {
+        // A newer skald's rules would be decided by older ones here: refused, not guessed at.
+        Event::DeployRequested { rules, .. } if !(RULES_FIRST..=RULES_CURRENT).contains(rules) => {
+            Err(format!("was recorded under strategy rules {rules}; this skald knows rules {RULES_FIRST} to {RULES_CURRENT}"))
+        }
         Event::LockAcquired { .. } if state.request.is_none() => Err("comes before the request".into()),
         Event::ResourcesResolved { .. } if state.resolved.is_some() => Err("resolves resources a second time".into()),
         Event::CommandStarted { .. } if state.pending.is_some() => {
@@ -323,7 +344,9 @@ fn check_references(state: &State, event: &Event) -> Result<(), String> {
         }
         Event::CommandStarted { command: Command::Launch { spec } } => service(&spec.service),
         Event::CommandStarted { command: Command::ShiftTraffic { service: name, .. } } => shifting(name),
-        Event::ServiceLaunched { service: name, .. } | Event::CapacitySet { service: name, .. } => service(name),
+        Event::ServiceLaunched { service: name, .. }
+        | Event::CapacitySet { service: name, .. }
+        | Event::AsgMissing { service: name, .. } => service(name),
         Event::TargetGroupCreated { service: name, .. } | Event::TrafficShifted { service: name, .. } => shifting(name),
         Event::HealthObserved { services } => services.keys().try_for_each(|name| service(name)),
         Event::AlarmFiring { service: name, .. } => shifting(name),
@@ -357,7 +380,7 @@ pub fn evolve(mut state: State, recorded: &Recorded) -> State {
 
 fn apply(state: &mut State, event: &Event, at: Timestamp) {
     match event {
-        Event::DeployRequested { release_id, created_at, release, release_digest, requested_by, freshness, settings } => {
+        Event::DeployRequested { release_id, created_at, release, release_digest, requested_by, freshness, settings, rules } => {
             state.request = Some(Request {
                 release_id: release_id.clone(),
                 created_at: *created_at,
@@ -367,6 +390,7 @@ fn apply(state: &mut State, event: &Event, at: Timestamp) {
                 freshness: *freshness,
                 requested_at: at,
                 settings: settings.clone(),
+                rules: *rules,
             });
         }
         Event::UndeployRequested { undeploy_id, of_release, release, release_digest, reason, requested_by } => {
@@ -379,6 +403,7 @@ fn apply(state: &mut State, event: &Event, at: Timestamp) {
                 freshness: Freshness::default(),
                 requested_at: at,
                 settings: None,
+                rules: RULES_FIRST,
             });
             state.undeploy = Some(Undeploy { of_release: of_release.clone(), reason: reason.clone(), planned: false });
         }
@@ -453,10 +478,15 @@ fn apply(state: &mut State, event: &Event, at: Timestamp) {
         Event::ServiceLaunched { service, desired, .. } => {
             state.pending = None;
             state.last_launch_at = Some(at);
+            let odin = state.odin_rules();
             let progress = state.service_mut(service);
             progress.launched = true;
             progress.desired = *desired;
-            progress.min_size = progress.plan.min_while_deploying(*desired);
+            // The minimum the launch asked for (`decide::launch_spec`), by the deploy's rules.
+            progress.min_size = match odin {
+                true => progress.plan.initial_size().min_size,
+                false => progress.plan.min_while_deploying(*desired),
+            };
         }
         Event::TargetGroupCreated { service, target_group } => {
             state.pending = None;
@@ -475,14 +505,19 @@ fn apply(state: &mut State, event: &Event, at: Timestamp) {
         }
         Event::CapacitySet { service, min_size, desired, .. } => {
             state.pending = None;
+            // Only Odin's rules look at this: the first rules' states keep their hashes.
+            let odin = state.odin_rules();
             let progress = state.service_mut(service);
             progress.min_size = *min_size;
             progress.desired = *desired;
+            progress.resized_since_check = odin;
         }
         Event::HealthObserved { services } => {
             state.last_observed_at = Some(at);
             for (name, counts) in services {
-                state.service_mut(name).health = Some(*counts);
+                let progress = state.service_mut(name);
+                progress.health = Some(*counts);
+                progress.resized_since_check = false;
             }
             for traffic in state.services.values_mut().filter_map(|p| p.traffic.as_mut()) {
                 traffic.observed_since_shift = true;
@@ -508,6 +543,8 @@ fn apply(state: &mut State, event: &Event, at: Timestamp) {
             let reason = format!("{service}: {} terminating, more than max_terms {max_terms}", super::command::instances(*terminating));
             fail(state, ErrorKind::Halt, reason);
         }
+        // Someone else removed what the deploy launched: a halt, as when its instances terminate.
+        Event::AsgMissing { service, asg } => fail(state, ErrorKind::Halt, format!("{service}: its ASG {asg} is gone")),
         Event::Detached { asg } => {
             state.pending = None;
             state.teardown_mut(asg).stage = TeardownStage::AwaitDetach { since: at };
@@ -594,6 +631,7 @@ fn resolve(state: &mut State, resolved: &Resolved) {
                 health: None,
                 finalize_skipped: false,
                 traffic: service.traffic.as_ref().map(|_| TrafficProgress::default()),
+                resized_since_check: false,
             };
             (name.clone(), progress)
         })
@@ -679,6 +717,16 @@ impl State {
 
     pub fn is_finished(&self) -> bool {
         self.end.is_some()
+    }
+
+    /// The strategy and health rules recorded with the request (the first rules before one is).
+    pub fn rules(&self) -> u32 {
+        self.request.as_ref().map_or(RULES_FIRST, |r| r.rules)
+    }
+
+    /// Whether Odin's strategy and health rules decide this deploy.
+    pub fn odin_rules(&self) -> bool {
+        self.rules() >= RULES_ODIN
     }
 
     /// "deploy" or "undeploy": what this history is, in the word a person reads.

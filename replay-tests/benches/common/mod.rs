@@ -38,7 +38,7 @@ pub fn deploy_to_first_health_check() -> Local {
 
 /// A health check as the runner records it, the web service still launching.
 pub fn health_check() -> Event {
-    let counts = |healthy, launching| HealthCounts { healthy, launching, terminating: 0 };
+    let counts = |healthy, launching| HealthCounts { healthy, launching, terminating: 0, ..HealthCounts::default() };
     Event::HealthObserved { services: BTreeMap::from([("web".to_string(), counts(0, 3)), ("worker".to_string(), counts(1, 0))]) }
 }
 

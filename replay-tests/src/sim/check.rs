@@ -13,7 +13,7 @@ use skald_engine::workflow::names::{target_group_name, TAG_CONFIG, TAG_PROJECT, 
 use skald_engine::workflow::release::Traffic;
 use skald_engine::workflow::resources::Weighted;
 use skald_engine::workflow::state::{Lock, TeardownStage, ATTEMPTS_MAX};
-use skald_engine::workflow::{End, Event, State};
+use skald_engine::workflow::{evolve, End, Event, Recorded, State};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// What the checker knows of one deploy: its folded state and where its chain stands.
@@ -40,6 +40,31 @@ pub struct Checker {
     after_end_reported: usize,
     /// Deploys that ended, whose end state is judged once no worker holding them is in flight.
     ended_unjudged: Vec<String>,
+}
+
+/// A rollout is bounded by its timeout whatever its instances do (Odin's rules step past a bad
+/// instance instead of waiting on it): once every service is launched, nothing but the timeout
+/// (or a halt from outside) is decided for a deploy past its deadline that is still getting
+/// healthy, not one more health check, not one more step. An outcome of a command decided before
+/// the deadline may land after it; traffic shifts have deadlines of their own.
+fn check_within_timeout(deploy: &str, before: &State, recorded: &Recorded) -> Result<(), String> {
+    let Some(deadline) = before.deadline else { return Ok(()) };
+    let rolling_out = before.resolved.is_some()
+        && before.failure.is_none()
+        && !before.healthy
+        && !before.is_shifting()
+        && before.pending.is_none()
+        && before.services.values().all(|p| p.launched);
+    let decided = matches!(recorded.event, Event::CommandStarted { .. } | Event::HealthObserved { .. } | Event::ServicesHealthy);
+    if rolling_out && decided && recorded.at > deadline {
+        return Err(format!(
+            "deploy {deploy} recorded {} at seq {}, {} ms past its deadline, instead of timing out",
+            recorded.event.name(),
+            recorded.seq,
+            recorded.at.ms_since(deadline)
+        ));
+    }
+    Ok(())
 }
 
 /// The ASGs the cloud holds for a project-config, with their release ids.
@@ -107,6 +132,11 @@ impl Checker {
         }
         let (recorded, state) = codec::read_after(tracked.state.clone(), &tracked.last_hash, &new)
             .map_err(|e| format!("deploy {deploy}: the history does not verify and fold: {e}"))?;
+        let mut before = tracked.state.clone();
+        for r in &recorded {
+            check_within_timeout(deploy, &before, r)?;
+            before = evolve(before, r);
+        }
         for r in &recorded {
             match &r.event {
                 Event::CommandStarted { command: Command::Launch { spec } } => {

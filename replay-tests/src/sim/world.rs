@@ -68,6 +68,8 @@ impl Scenario {
         let mut template_rng = Rng::new(seed ^ 0x7465_6d70_6c61_7465);
         let template_configs: Vec<String> = configs.iter().filter(|_| template_rng.chance(400)).cloned().collect();
         let mut alarm_rng = Rng::new(seed ^ 0x616c_6172_6d73);
+        // Odin's step rollouts past a bad instance, on a stream of their own as well.
+        let mut odin_rng = Rng::new(seed ^ 0x6f64_696e_7374_6570);
         let gated: Vec<String> = traffic_configs.iter().filter(|_| alarm_rng.chance(500)).cloned().collect();
         // Racing releases: most seeds submit in a burst, the rest spread over half an hour.
         let window_ms = if rng.chance(600) { rng.between(0, 20_000) } else { 30 * 60_000 };
@@ -76,8 +78,12 @@ impl Scenario {
             .map(|n| {
                 let config = rng.pick(&configs).clone();
                 let release_id = format!("01SIM{:04}{:017}", n, seed % 100_000_000_000_000_000);
-                let fates = ["web", "worker"].iter().map(|service| (format!("-{service}-{release_id}"), draw_fate(rng))).collect();
+                let mut fates: Vec<(String, Fate)> =
+                    ["web", "worker"].iter().map(|service| (format!("-{service}-{release_id}"), draw_fate(rng))).collect();
                 let mut release = draw_release(rng, &config, traffic_configs.contains(&config).then_some(&mut traffic_rng));
+                if odin_rng.chance(250) {
+                    step_past_a_bad_instance(&mut release, &mut fates[0].1, &mut odin_rng);
+                }
                 draw_undeploy_settings(&mut release, &mut later_rng, rollback_configs.contains(&config));
                 if template_configs.contains(&config) {
                     clone_web_from_template(&mut release);
@@ -258,6 +264,20 @@ fn draw_undeploy_settings(release: &mut Release, rng: &mut Rng, rollback: bool) 
     if release.allow_undeploy() && rng.chance(150) {
         release.automatic_undeploy_minutes = Some(rng.between(1, 30));
     }
+}
+
+/// Web as a step rollout whose first instance never becomes healthy: under Odin's rules it must
+/// keep stepping, and end (live, or timed out when too few are healthy) within its timeout.
+fn step_past_a_bad_instance(release: &mut Release, web_fate: &mut Fate, rng: &mut Rng) {
+    let steps = [Strategy::Percent25Steps, Strategy::Percent10Steps, Strategy::TenAtATime, Strategy::TwentyAtATime];
+    let web = &mut release.services.get_mut("web").expect("the example has web").autoscaling;
+    web.strategy = Some(*rng.pick(&steps));
+    let max_size = rng.between(2, 12) as u32;
+    web.min_size = Some(rng.between(1, u64::from(max_size)) as u32);
+    web.max_size = Some(max_size);
+    // Sometimes enough spread to tolerate the bad instance, sometimes none (then it times out).
+    web.spread = Some(*rng.pick(&[0.0, 0.2, 0.5]));
+    *web_fate = Fate::FirstNeverHealthy;
 }
 
 fn draw_fate(rng: &mut Rng) -> Fate {

@@ -6,17 +6,24 @@
 use super::errors::{cloud_error, gone_is_done};
 use super::AwsCloud;
 use crate::workflow::command::HealthTarget;
-use crate::workflow::health::{InstanceReport, ServiceReport};
+use crate::workflow::health::{AsgSize, InstanceReport, ServiceReport};
 use crate::workflow::CloudError;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// DescribeAutoScalingGroups takes at most this many names per call.
 const ASG_NAMES_PER_CALL_MAX: usize = 50;
 
+/// What Auto Scaling says of one ASG: its instances, and its size now (which a scaling policy or
+/// a person may have changed since skald set it).
+struct Group {
+    instances: Vec<InstanceReport>,
+    size: AsgSize,
+}
+
 impl AwsCloud {
     pub(super) async fn observe_services(&self, targets: &[HealthTarget]) -> Result<BTreeMap<String, ServiceReport>, CloudError> {
         let names: Vec<String> = targets.iter().map(|t| t.asg.clone()).collect();
-        let instances = self.asg_instances(&names).await?;
+        let groups = self.asg_groups(&names).await?;
         let elbs: BTreeSet<&String> = targets.iter().flat_map(|t| &t.elbs).collect();
         let target_groups: BTreeSet<&String> = targets.iter().flat_map(|t| &t.target_groups).collect();
         let mut healthy_in: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -33,8 +40,12 @@ impl AwsCloud {
         Ok(targets
             .iter()
             .map(|target| {
+                // An ASG DescribeAutoScalingGroups leaves out does not exist: reported as missing.
+                let group = groups.get(&target.asg);
                 let report = ServiceReport {
-                    instances: instances.get(&target.asg).cloned().unwrap_or_default(),
+                    missing: group.is_none(),
+                    size: group.map(|g| g.size),
+                    instances: group.map(|g| g.instances.clone()).unwrap_or_default(),
                     load_balancers: target
                         .elbs
                         .iter()
@@ -70,8 +81,9 @@ impl AwsCloud {
         Ok(states)
     }
 
-    /// Each named ASG's instances, as Auto Scaling reports them. An ASG that doesn't exist has none.
-    async fn asg_instances(&self, names: &[String]) -> Result<BTreeMap<String, Vec<InstanceReport>>, CloudError> {
+    /// Each named ASG's instances and size, as Auto Scaling reports them. An ASG that doesn't
+    /// exist is not in the map.
+    async fn asg_groups(&self, names: &[String]) -> Result<BTreeMap<String, Group>, CloudError> {
         let mut by_asg = BTreeMap::new();
         for chunk in names.chunks(ASG_NAMES_PER_CALL_MAX) {
             let out = self
@@ -91,7 +103,11 @@ impl AwsCloud {
                         health_status: i.health_status().unwrap_or_default().to_string(),
                     })
                     .collect();
-                by_asg.insert(group.auto_scaling_group_name().unwrap_or_default().to_string(), reports);
+                let size = AsgSize {
+                    min_size: group.min_size().unwrap_or(0).max(0) as u32,
+                    desired: group.desired_capacity().unwrap_or(0).max(0) as u32,
+                };
+                by_asg.insert(group.auto_scaling_group_name().unwrap_or_default().to_string(), Group { instances: reports, size });
             }
         }
         Ok(by_asg)
@@ -184,8 +200,8 @@ impl AwsCloud {
     /// Detached once none of the ASG's instances is registered (or draining) in its former load
     /// balancers. An ASG that is gone is detached.
     pub(super) async fn detach_finished(&self, asg_name: &str, elbs: &[String], target_groups: &[String]) -> Result<bool, CloudError> {
-        let Some(instances) = self.asg_instances(&[asg_name.to_string()]).await?.remove(asg_name) else { return Ok(true) };
-        let ids: BTreeSet<String> = instances.into_iter().map(|i| i.instance_id).collect();
+        let Some(group) = self.asg_groups(&[asg_name.to_string()]).await?.remove(asg_name) else { return Ok(true) };
+        let ids: BTreeSet<String> = group.instances.into_iter().map(|i| i.instance_id).collect();
         for elb in elbs {
             if self.elb_in_service(elb).await?.iter().any(|id| ids.contains(id)) {
                 return Ok(false);
