@@ -147,10 +147,11 @@ pub trait Queue {
 /// The cloud, as the workflow needs it. Every call that creates is idempotent: repeating it after
 /// a crash finds what the first call made (by name and release tag) and succeeds.
 pub trait Cloud {
-    /// The cloud as seen from the account a release names (`aws_account_id`); `None` means the
-    /// deployer's own. The runner asks for it before every cloud command of a deploy, so one
-    /// worker serves releases of many accounts. A cloud that models one account is itself.
-    fn in_account(&self, account_id: Option<&str>) -> impl Future<Output = Result<Self, CloudError>> + Send
+    /// The cloud as seen from the account and region a release names (`aws_account_id`,
+    /// `aws_region`); `None` means the deployer's own. The runner asks for it before every cloud
+    /// command of a deploy, so one worker serves releases of many accounts and regions. A cloud
+    /// that models one account and region is itself.
+    fn in_place(&self, account_id: Option<&str>, region: Option<&str>) -> impl Future<Output = Result<Self, CloudError>> + Send
     where
         Self: Sized;
 

@@ -484,10 +484,11 @@ impl<S: EventStore, Q: Queue, C: Cloud, K: Clock> Runner<S, Q, C, K> {
         }
     }
 
-    /// The cloud of the account the deploy's release names.
+    /// The cloud of the account and region the deploy's release names.
     async fn cloud_of(&self, state: &State) -> Result<C, CloudError> {
-        let account = state.request.as_ref().and_then(|r| r.release.aws_account_id.as_deref());
-        self.cloud.in_account(account).await
+        let release = state.request.as_ref().map(|r| &r.release);
+        let account = release.and_then(|r| r.aws_account_id.as_deref());
+        self.cloud.in_place(account, release.and_then(|r| r.aws_region.as_deref())).await
     }
 
     /// Carries out a command and records its outcome. Returns how long to wait when the outcome

@@ -249,7 +249,7 @@ async fn the_deployers_own_account_needs_no_role() {
     let query = Query::for_release(&release_for("own-account"));
 
     for account in [None, Some(OWN_ACCOUNT)] {
-        let same = cloud.in_account(account).await.unwrap();
+        let same = cloud.in_place(account, None).await.unwrap();
         assert_eq!(same.lookup(&query).await.unwrap().account_id, OWN_ACCOUNT, "{account:?}");
     }
 }
@@ -258,7 +258,7 @@ async fn the_deployers_own_account_needs_no_role() {
 async fn a_release_for_another_account_deploys_there_through_the_assumed_role() {
     // Given the example world in the target account, reached through its skald-deployer role
     let cloud = cloud().await;
-    let target = cloud.in_account(Some(TARGET_ACCOUNT)).await.unwrap();
+    let target = cloud.in_place(Some(TARGET_ACCOUNT), None).await.unwrap();
     let mut release = release_for("cross-account");
     release.aws_account_id = Some(TARGET_ACCOUNT.into());
     target.provision_example(&release).await.unwrap();
@@ -273,4 +273,66 @@ async fn a_release_for_another_account_deploys_there_through_the_assumed_role() 
     assert_eq!(state.end.as_ref().map(|e| e.name()), Some("Success"), "{:?}", failures(&runner, "01JAWSCROSS000000000000001"));
     assert_eq!(asg_names(&target, &release).await.len(), 2);
     assert!(asg_names(&cloud, &release).await.is_empty(), "nothing in the deployer's account");
+}
+
+const OTHER_REGION: &str = "us-west-2";
+
+async fn launch_template_names_in_other_region(prefix: &str) -> Vec<String> {
+    let config = moto::aws_config().await.to_builder().region(aws_config::Region::new(OTHER_REGION)).build();
+    let out = aws_sdk_ec2::Client::new(&config).describe_launch_templates().send().await.unwrap();
+    out.launch_templates().iter().filter_map(|lt| lt.launch_template_name()).filter(|n| n.starts_with(prefix)).map(str::to_string).collect()
+}
+
+#[tokio::test]
+async fn a_release_for_another_region_deploys_there_and_nowhere_else() {
+    // Given the example world in us-west-2 only
+    let cloud = cloud().await;
+    let west = cloud.in_place(None, Some(OTHER_REGION)).await.unwrap();
+    let mut release = release_for("west-region");
+    release.aws_region = Some(OTHER_REGION.into());
+    west.provision_example(&release).await.unwrap();
+
+    // When a runner in the deployer's region (us-east-1) deploys it
+    let runner = memory_runner(cloud.clone());
+    submit(&runner, &release, "01JAWSREGION00000000000001");
+    let state = run_until_end(&runner, "01JAWSREGION00000000000001").await;
+
+    // Then its ASGs and launch templates are in us-west-2, none in us-east-1, and the history
+    // records the region its resources were resolved in
+    assert_eq!(state.end.as_ref().map(|e| e.name()), Some("Success"), "{:?}", failures(&runner, "01JAWSREGION00000000000001"));
+    assert_eq!(asg_names(&west, &release).await.len(), 2);
+    assert_eq!(launch_template_names_in_other_region(&release.project_name).await.len(), 2);
+    assert!(asg_names(&cloud, &release).await.is_empty(), "no ASG in the deployer's region");
+    assert!(launch_template_names(&release.project_name).await.is_empty(), "no launch template in the deployer's region");
+    assert_eq!(state.resolved.as_ref().map(|r| r.region.as_str()), Some(OTHER_REGION));
+}
+
+#[tokio::test]
+async fn a_world_in_the_deployers_region_is_not_found_for_a_release_naming_another() {
+    // Given the example world in us-east-1 only
+    let (cloud, mut release) = provisioned("east-only").await;
+
+    // When a release naming us-west-2 deploys
+    release.aws_region = Some(OTHER_REGION.into());
+    let runner = memory_runner(cloud.clone());
+    submit(&runner, &release, "01JAWSREGION00000000000002");
+    let state = run_until_end(&runner, "01JAWSREGION00000000000002").await;
+
+    // Then it is refused naming what it could not find there, and nothing was created anywhere
+    assert_eq!(state.end.as_ref().map(|e| e.name()), Some("FailureClean"));
+    let (events, _) = history(&runner, "01JAWSREGION00000000000002");
+    let problems: Vec<String> = events
+        .iter()
+        .filter_map(|r| {
+            if let Event::ResourcesRejected { problems } = &r.event {
+                Some(problems.iter().map(ToString::to_string))
+            } else {
+                None
+            }
+        })
+        .flatten()
+        .collect();
+    assert!(problems.iter().any(|p| p.starts_with("subnets[0]:")), "{problems:?}");
+    assert!(problems.iter().any(|p| p.starts_with("ami:")), "{problems:?}");
+    assert!(asg_names(&cloud, &release).await.is_empty());
 }

@@ -476,7 +476,8 @@ fn the_inbox_fits_the_function() {
     assert_eq!(function["Architectures"], serde_json::json!(["arm64"]));
     assert_eq!(function["Handler"], "bootstrap");
     let env = &function["Environment"]["Variables"];
-    for var in [skald_handlers::aws_env::TABLE_VAR, skald_handlers::aws_env::QUEUE_URL_VAR, skald_handlers::aws_env::TARGET_ROLE_VAR] {
+    use skald_handlers::aws_env::{AMI_OWNERS_VAR, QUEUE_URL_VAR, TABLE_VAR, TARGET_ROLE_VAR};
+    for var in [TABLE_VAR, QUEUE_URL_VAR, TARGET_ROLE_VAR, AMI_OWNERS_VAR] {
         assert!(env.get(var).is_some(), "{var}");
     }
 }

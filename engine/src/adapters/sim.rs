@@ -586,7 +586,7 @@ impl World {
 
 impl Cloud for SimCloud {
     /// One simulated world stands for every account: releases naming another account deploy into it.
-    fn in_account(&self, _account_id: Option<&str>) -> impl Future<Output = Result<SimCloud, CloudError>> + Send {
+    fn in_place(&self, _account_id: Option<&str>, _region: Option<&str>) -> impl Future<Output = Result<SimCloud, CloudError>> + Send {
         let same = self.clone();
         async move { Ok(same) }
     }

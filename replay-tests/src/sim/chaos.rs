@@ -579,7 +579,7 @@ impl Cloud for ChaosCloud {
     }
 
     /// One account: the simulated cloud models the deployer's own.
-    fn in_account(&self, _account: Option<&str>) -> impl Future<Output = Result<Self, CloudError>> + Send {
+    fn in_place(&self, _account: Option<&str>, _region: Option<&str>) -> impl Future<Output = Result<Self, CloudError>> + Send {
         let this = self.clone();
         async move { Ok(this) }
     }

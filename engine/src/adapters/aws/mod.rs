@@ -16,6 +16,8 @@
 //!   sts:AssumeRole on the role `<target role name>` in that account ([`AwsCloud::in_account`]);
 //!   the deployer's own account, or no account, uses the deployer's credentials as they are.
 //!   Assumed credentials are cached per account and refreshed by the SDK before they expire.
+//! - A release naming another region (`aws_region`) is deployed with clients of that region, on
+//!   the same credentials, made once per account and region ([`AwsCloud::in_place`]).
 //!
 //! Deliberately absent: launch configurations (AWS no longer offers them to new accounts), SNS
 //! look-ups (a topic name becomes its ARN in this account and region), creating placement groups
@@ -75,6 +77,8 @@ struct Accounts {
     /// The deployer's own account id and partition, from GetCallerIdentity.
     own: Option<(String, String)>,
     assumed: BTreeMap<String, AwsCloud>,
+    /// This account's clouds in other regions than its own.
+    regional: BTreeMap<String, AwsCloud>,
 }
 
 impl AwsCloud {
@@ -141,6 +145,30 @@ impl AwsCloud {
         Ok(cloud)
     }
 
+    /// This cloud in `account` and `region` (see [`AwsCloud::in_account`]): in another region, the
+    /// same credentials on clients of that region, made once per account and region. Every
+    /// lookup, create, observe and delete of a deploy then happens where its release says.
+    pub async fn in_place(&self, account: Option<&str>, region: Option<&str>) -> Result<AwsCloud, CloudError> {
+        let in_account = self.in_account(account).await?;
+        match region {
+            Some(region) if region != in_account.region => Ok(in_account.in_region(region)),
+            _ => Ok(in_account),
+        }
+    }
+
+    fn in_region(&self, region: &str) -> AwsCloud {
+        if let Some(cloud) = self.accounts.lock().expect("accounts lock").regional.get(region) {
+            return cloud.clone();
+        }
+        let config = self.config.to_builder().region(aws_config::Region::new(region.to_string())).build();
+        let mut cloud = AwsCloud::new(&config).with_target_role(self.target_role_name.clone());
+        // The same account: what it knows of itself holds in every region.
+        cloud.accounts.lock().expect("accounts lock").own = self.accounts.lock().expect("accounts lock").own.clone();
+        cloud.publisher = self.publisher.clone();
+        self.accounts.lock().expect("accounts lock").regional.insert(region.to_string(), cloud.clone());
+        cloud
+    }
+
     /// The deployer's own account id and partition, asked once and remembered.
     async fn own_account(&self) -> Result<(String, String), CloudError> {
         if let Some(own) = self.accounts.lock().expect("accounts lock").own.clone() {
@@ -157,8 +185,8 @@ impl AwsCloud {
 }
 
 impl Cloud for AwsCloud {
-    fn in_account(&self, account_id: Option<&str>) -> impl Future<Output = Result<AwsCloud, CloudError>> + Send {
-        AwsCloud::in_account(self, account_id)
+    fn in_place(&self, account_id: Option<&str>, region: Option<&str>) -> impl Future<Output = Result<AwsCloud, CloudError>> + Send {
+        AwsCloud::in_place(self, account_id, region)
     }
 
     fn lookup(&self, query: &Query) -> impl Future<Output = Result<Lookup, CloudError>> + Send {
