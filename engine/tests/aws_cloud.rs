@@ -33,7 +33,7 @@ async fn provisioned(label: &str) -> (AwsCloud, Release) {
 /// The problems the workflow finds with what the cloud reports for `release`.
 async fn problems(cloud: &AwsCloud, release: &Release) -> Vec<String> {
     let lookup = cloud.lookup(&Query::for_release(release)).await.expect("the lookup succeeds");
-    match check(release, "01JAWSTEST000000000000000", &lookup, &[]) {
+    match check(release, "01JAWSTEST000000000000000", &lookup, &Default::default()) {
         Ok(_) => vec![],
         Err(problems) => problems.iter().map(ToString::to_string).collect(),
     }
@@ -45,7 +45,7 @@ async fn problems(cloud: &AwsCloud, release: &Release) -> Vec<String> {
 async fn a_provisioned_world_resolves() {
     let (cloud, release) = provisioned("resolves").await;
     let lookup = cloud.lookup(&Query::for_release(&release)).await.unwrap();
-    let resolved = check(&release, "01JAWSTEST000000000000000", &lookup, &[]).unwrap();
+    let resolved = check(&release, "01JAWSTEST000000000000000", &lookup, &Default::default()).unwrap();
     assert!(resolved.ami_id.starts_with("ami-"));
     assert_eq!(resolved.subnet_ids.len(), 2);
     assert!(resolved.services["web"].target_group_arns[0].starts_with("arn:aws:elasticloadbalancing:"));

@@ -212,7 +212,7 @@ async fn a_listener_that_does_not_exist_is_reported_not_an_error() {
 
     // When its resources are looked up and checked
     let found = lookup(&cloud, &release, &[]).await;
-    let problems = check(&release, "01JAWSNOLISTENER000000001", &found, &[]).unwrap_err();
+    let problems = check(&release, "01JAWSNOLISTENER000000001", &found, &Default::default()).unwrap_err();
 
     // Then the lookup left it out, and the check names it
     assert!(!found.listeners.contains_key(&missing));
@@ -370,4 +370,42 @@ async fn an_exemplar_that_cannot_be_copied_is_refused_before_anything_launches()
     );
     assert!(asg_names(&cloud, &release).await.is_empty());
     assert!(!events.iter().any(|r| matches!(r.event, Event::CommandStarted { .. })), "nothing was started");
+}
+
+#[tokio::test]
+async fn a_releases_group_is_the_templates_clone_with_its_attributes_and_tags() {
+    // Given a template group with attributes and tags of its own
+    let (cloud, release) = traffic_world("group-clone").await;
+    let elbv2 = aws_sdk_elasticloadbalancingv2::Client::new(&moto::aws_config().await);
+    let template_arn = lookup(&cloud, &release, &[]).await.template_target_groups[&traffic(&release).target_group].arn.clone();
+    let attribute = |k: &str, v: &str| elb::TargetGroupAttribute::builder().key(k).value(v).build();
+    elbv2
+        .modify_target_group_attributes()
+        .target_group_arn(&template_arn)
+        .attributes(attribute("deregistration_delay.timeout_seconds", "42"))
+        .attributes(attribute("slow_start.duration_seconds", "60"))
+        .attributes(attribute("stickiness.enabled", "true"))
+        .attributes(attribute("stickiness.type", "lb_cookie"))
+        .send()
+        .await
+        .expect("the template's attributes are set");
+    elbv2.add_tags().resource_arns(&template_arn).tags(elb::Tag::builder().key("CostCenter").value("shop").build()).send().await.unwrap();
+
+    // When the first release deploys
+    let runner = memory_runner(cloud.clone());
+    submit(&runner, &release, "01JAWSGROUPCLONE000000001");
+    let state = run_until_end(&runner, "01JAWSGROUPCLONE000000001").await;
+
+    // Then its own group has the template's attributes and tags, and skald's on top
+    assert_eq!(end_of(&state), Some("Success"), "{:?}", failures(&runner, "01JAWSGROUPCLONE000000001"));
+    let own_name = own_group_name(&state);
+    let found = lookup(&cloud, &release, &[&own_name]).await;
+    let (own, template) = (&found.template_target_groups[&own_name], &found.template_target_groups[&traffic(&release).target_group]);
+    for key in ["deregistration_delay.timeout_seconds", "slow_start.duration_seconds", "stickiness.enabled", "stickiness.type"] {
+        assert_eq!(own.shape.attributes.get(key), template.shape.attributes.get(key), "{key}");
+    }
+    assert_eq!(own.shape.attributes.get("slow_start.duration_seconds").map(String::as_str), Some("60"));
+    assert_eq!(own.shape, template.shape, "every setting of the description and every attribute");
+    assert_eq!(own.tags.get("CostCenter").map(String::as_str), Some("shop"));
+    assert_eq!(own.tags.get(TAG_RELEASE).map(String::as_str), Some("01JAWSGROUPCLONE000000001"));
 }

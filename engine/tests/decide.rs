@@ -48,7 +48,7 @@ impl Given {
         let cloud = SimCloud::new(Arc::new(skald_engine::adapters::memory::SystemClock), Timings::default());
         skald_engine::adapters::local::provision_example(&cloud, &release);
         let lookup = block_on(cloud.lookup(&Query::for_release(&release))).unwrap();
-        let resolved = check(&release, &id(1), &lookup, &[]).unwrap();
+        let resolved = check(&release, &id(1), &lookup, &Default::default()).unwrap();
         Given::requested(&release, START)
             .then(0, Event::ReleaseValidated)
             .then(0, Event::LockAcquired { project: release.project_name.clone(), config: release.config_name.clone(), lease_until: START })

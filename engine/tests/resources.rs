@@ -3,13 +3,14 @@
 
 use skald_engine::codec::parse_release;
 use skald_engine::workflow::resources::{self, ExistingAsg, Found, FoundProfile, Lookup, Query, Resolved, Tags};
+use skald_engine::workflow::settings::Settings;
 use skald_engine::workflow::validate::Problem;
 use skald_engine::workflow::Release;
 use std::collections::BTreeMap;
 
 /// The check as the runner makes it, with the release's own AMI owners as the allowed ones.
 fn check(release: &Release, release_id: &str, lookup: &Lookup) -> Result<Resolved, Vec<Problem>> {
-    resources::check(release, release_id, lookup, &release.ami_owners)
+    resources::check(release, release_id, lookup, &Settings { ami_owners: release.ami_owners.clone(), ..Settings::default() })
 }
 
 const RELEASE_ID: &str = "01JRESOURCES0000000000001";
@@ -351,4 +352,73 @@ fn the_template_is_never_the_previous_or_a_dropped_asg() {
     // Then it is neither web's previous ASG nor an ASG to drop: no deploy ever deletes it
     assert!(resolved.services["web"].previous.is_none());
     assert!(resolved.dropped.is_empty(), "{:?}", resolved.dropped);
+}
+
+/// The world of an account set up for Odin: AMIs and subnets tagged `DeployWith=odin`, the
+/// profile under `/odin/…`.
+fn odin_lookup() -> Lookup {
+    let mut lookup = lookup();
+    for found in lookup.amis.iter_mut().chain(lookup.subnets.values_mut().flatten()) {
+        found.tags.insert("DeployWith".into(), "odin".into());
+    }
+    let profile = lookup.instance_profiles.get_mut("shop-web").unwrap();
+    profile.path = "/odin/acme/shop/prod/web/".into();
+    lookup
+}
+
+#[test]
+fn an_account_set_up_for_odin_deploys_under_odins_conventions_without_retagging() {
+    // Given a deployer configured with Odin's conventions
+    let odin = Settings { opt_in: "odin".into(), path_prefix: "odin".into(), ..Settings::default() };
+
+    // When Odin's world is judged with them, it resolves
+    let resolved = resources::check(&release(), RELEASE_ID, &odin_lookup(), &odin).unwrap_or_else(|p| panic!("{p:?}"));
+    assert!(resolved.services["web"].instance_profile_arn.is_some());
+
+    // And under skald's own conventions it is refused, naming each resource and the convention
+    let refused: Vec<String> = check(&release(), RELEASE_ID, &odin_lookup()).unwrap_err().iter().map(ToString::to_string).collect();
+    assert!(refused.iter().any(|p| p.starts_with("ami:") && p.contains("DeployWith=skald")), "{refused:?}");
+    assert!(refused.iter().any(|p| p.starts_with("subnets[0]:") && p.contains("DeployWith=skald")), "{refused:?}");
+    assert!(refused.iter().any(|p| p.starts_with("services.web.profile:") && p.contains("/skald/acme/shop/prod/web/")), "{refused:?}");
+}
+
+#[test]
+fn template_sizes_are_read_from_tags_under_the_deployers_prefix() {
+    // Given a template tagged with deployomat's organisation prefix
+    let template = template(&[("teak:min_size", "3"), ("teak:max_size", "7")]);
+    let teak = Settings { size_tag_prefix: "teak".into(), ..Settings::default() };
+
+    // When it is judged with that prefix, the clone is sized by those tags
+    let resolved =
+        resources::check(&template_release("base"), RELEASE_ID, &lookup_with(template), &teak).unwrap_or_else(|p| panic!("{p:?}"));
+    let capacity = resolved.services["web"].capacity;
+    assert_eq!((capacity.min_size, capacity.max_size), (3, 7));
+}
+
+#[test]
+fn a_target_group_may_opt_in_with_odins_allowed_service_tag() {
+    // Given web's target group tagged only AllowedService=acme/shop::prod::web (Odin's form)
+    let mut lookup = lookup();
+    lookup.target_groups.insert("shop-tg".into(), found("arn:tg/shop-tg", &[("AllowedService", "acme/shop::prod::web")]));
+
+    // Then it is accepted, and one naming another service is not
+    assert!(check(&release(), RELEASE_ID, &lookup).is_ok());
+    lookup.target_groups.insert("shop-tg".into(), found("arn:tg/shop-tg", &[("AllowedService", "acme/shop::prod::api")]));
+    assert!(problems(&lookup).iter().any(|p| p.starts_with("services.web.target_groups[0]:")), "{:?}", problems(&lookup));
+}
+
+#[test]
+fn a_live_asg_without_a_release_id_is_refused_as_odin_does() {
+    // Given a live ASG of web that carries no ReleaseId (made by hand, or by another tool)
+    let mut lookup = lookup();
+    let mut untagged = asg("shop-web-handmade", "web", "", 2);
+    untagged.tags.remove("ReleaseId");
+    lookup.asgs = vec![untagged];
+
+    // Then the release is refused before anything launches, naming the service and the ASG
+    let problems = problems(&lookup);
+    assert!(
+        problems.iter().any(|p| p.starts_with("services.web:") && p.contains("shop-web-handmade") && p.contains("ReleaseId")),
+        "{problems:?}"
+    );
 }

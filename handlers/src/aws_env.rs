@@ -28,6 +28,14 @@ pub const TARGET_ROLE_VAR: &str = "SKALD_TARGET_ROLE_NAME";
 /// runs in.
 pub const AMI_OWNERS_VAR: &str = "SKALD_AMI_OWNERS";
 
+/// skald's conventions, for an account set up for another deployer (Odin: `odin` for all three):
+/// the `DeployWith` tag's value that opts AMIs and subnets in, the instance profiles' path prefix
+/// (`/<prefix>/<project>/<config>/<service>/`), and the template size tags' prefix
+/// (`<prefix>:min_size`; deployomat's `organization_prefix`). Unset: `skald`.
+pub const OPT_IN_VAR: &str = "SKALD_OPT_IN_VALUE";
+pub const PATH_PREFIX_VAR: &str = "SKALD_PATH_PREFIX";
+pub const SIZE_TAG_PREFIX_VAR: &str = "SKALD_SIZE_TAG_PREFIX";
+
 /// How old (seconds) a request's `created_at` may be when it arrives; default 900 (15 minutes).
 pub const MAX_AGE_VAR: &str = "SKALD_CREATED_AT_MAX_AGE_SECS";
 /// How far (seconds) a request's `created_at` may lie ahead of the worker's clock; default 120.
@@ -119,6 +127,15 @@ pub fn settings() -> Result<Settings, String> {
     let mut settings = Settings::default();
     if let Some(text) = std::env::var(AMI_OWNERS_VAR).ok().filter(|t| !t.trim().is_empty()) {
         settings.ami_owners = Settings::parse_ami_owners(&text).map_err(|e| format!("{AMI_OWNERS_VAR}: {e}"))?;
+    }
+    for (var, field) in [
+        (OPT_IN_VAR, &mut settings.opt_in),
+        (PATH_PREFIX_VAR, &mut settings.path_prefix),
+        (SIZE_TAG_PREFIX_VAR, &mut settings.size_tag_prefix),
+    ] {
+        if let Some(text) = std::env::var(var).ok().filter(|t| !t.trim().is_empty()) {
+            *field = Settings::parse_convention(&text).map_err(|e| format!("{var}: {e}"))?;
+        }
     }
     Ok(settings)
 }

@@ -363,16 +363,17 @@ fn target_groups_and_listener_rules_change_only_under_skalds_tags() {
     }
 }
 
-/// iam:PassRole only for roles under /skald/ (the instance-profile path convention) and only to
-/// EC2 (iam:PassedToService).
+/// iam:PassRole only for roles under /<PathPrefix>/ (the instance-profile path convention, `skald`
+/// unless the operator sets another, e.g. `odin`) and only to EC2 (iam:PassedToService).
 #[test]
 fn pass_role_is_for_skald_instance_roles_and_ec2_only() {
     for (name, template) in [("skald.yaml", skald_template()), ("target-account.yaml", target_template())] {
+        assert_eq!(template["Parameters"]["PathPrefix"]["Default"], skald_engine::workflow::settings::CONVENTION_DEFAULT, "{name}");
         for role in roles(template) {
             let statements = statements(template, &role);
             for s in statements.iter().filter(|s| s.allow && s.actions.iter().any(|a| a == "iam:PassRole")) {
                 assert_eq!(s.actions, ["iam:PassRole"], "{name} {role} {}", s.sid);
-                assert_eq!(s.resources, ["arn:${AWS::Partition}:iam::${AWS::AccountId}:role/skald/*"], "{name} {role} {}", s.sid);
+                assert_eq!(s.resources, ["arn:${AWS::Partition}:iam::${AWS::AccountId}:role/${PathPrefix}/*"], "{name} {role} {}", s.sid);
                 assert_eq!(condition(s, "StringEquals", "iam:PassedToService"), Some(Value::from("ec2.amazonaws.com")));
             }
         }
@@ -395,7 +396,7 @@ fn the_lambda_assumes_only_the_target_role_of_listed_accounts() {
 #[test]
 fn the_target_account_role_mirrors_the_lambdas_cloud_permissions() {
     let ours: Vec<Statement> = lambda().into_iter().filter(|s| s.policy == "cloud").collect();
-    let theirs = statements(target_template(), "DeployerRole");
+    let theirs: Vec<Statement> = statements(target_template(), "DeployerRole").into_iter().filter(|s| s.policy == "cloud").collect();
     assert_eq!(theirs, ours);
     let trust = &target_template()["Resources"]["DeployerRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"];
     assert_eq!(list(trust).len(), 1);
@@ -403,6 +404,24 @@ fn the_target_account_role_mirrors_the_lambdas_cloud_permissions() {
     assert_eq!(trust[0]["Action"], "sts:AssumeRole");
     assert_eq!(skald_template()["Parameters"]["TargetRoleName"]["Default"], target_template()["Parameters"]["RoleName"]["Default"]);
     assert_eq!(skald_template()["Parameters"]["TargetRoleName"]["Default"], skald_engine::adapters::aws::TARGET_ROLE_DEFAULT);
+}
+
+/// A release deploys in its `aws_region`; both deployer roles deny every cloud call outside the
+/// regions the stack lists (`DeployRegions`, or the stack's own region), so a release naming
+/// another region cannot be deployed where the operator did not opt in.
+#[test]
+fn cloud_calls_are_denied_outside_the_listed_regions() {
+    for (template, role) in [(skald_template(), "LambdaRole"), (target_template(), "DeployerRole")] {
+        let deny: Vec<Statement> = statements(template, role).into_iter().filter(|s| s.policy == "regions").collect();
+        assert_eq!(deny.len(), 1, "{role}");
+        assert!(!deny[0].allow, "{role}: a deny");
+        let services: BTreeSet<&str> = deny[0].actions.iter().map(|a| a.split(':').next().unwrap()).collect();
+        assert_eq!(services, BTreeSet::from(["ec2", "autoscaling", "elasticloadbalancing", "cloudwatch"]), "{role}");
+        let regions = &deny[0].condition["StringNotEquals"]["aws:RequestedRegion"];
+        assert_eq!(regions["Fn::If"][0], "RegionsListed", "{role}");
+        assert_eq!(regions["Fn::If"][2], serde_json::json!([{"Ref": "AWS::Region"}]), "{role}: the stack's region when none is listed");
+        assert_eq!(template["Parameters"]["DeployRegions"]["Type"], "CommaDelimitedList", "{role}");
+    }
 }
 
 // ------------------------------------------------------------------ people and systems
@@ -476,8 +495,10 @@ fn the_inbox_fits_the_function() {
     assert_eq!(function["Architectures"], serde_json::json!(["arm64"]));
     assert_eq!(function["Handler"], "bootstrap");
     let env = &function["Environment"]["Variables"];
-    use skald_handlers::aws_env::{AMI_OWNERS_VAR, QUEUE_URL_VAR, TABLE_VAR, TARGET_ROLE_VAR};
-    for var in [TABLE_VAR, QUEUE_URL_VAR, TARGET_ROLE_VAR, AMI_OWNERS_VAR] {
+    use skald_handlers::aws_env::{
+        AMI_OWNERS_VAR, OPT_IN_VAR, PATH_PREFIX_VAR, QUEUE_URL_VAR, SIZE_TAG_PREFIX_VAR, TABLE_VAR, TARGET_ROLE_VAR,
+    };
+    for var in [TABLE_VAR, QUEUE_URL_VAR, TARGET_ROLE_VAR, AMI_OWNERS_VAR, OPT_IN_VAR, PATH_PREFIX_VAR, SIZE_TAG_PREFIX_VAR] {
         assert!(env.get(var).is_some(), "{var}");
     }
 }

@@ -32,7 +32,7 @@ fn main() {
         let scope = [(TAG_PROJECT, project.as_str()), (TAG_CONFIG, config.as_str()), (TAG_SERVICE, "web")];
         local.cloud.add_elb(&web.elbs[0], &scope);
         local.cloud.add_target_group(&web.target_groups[0], &scope);
-        local.cloud.add_instance_profile(web.profile.as_deref().unwrap(), &instance_profile_paths(&project, &config, "web")[0]);
+        local.cloud.add_instance_profile(web.profile.as_deref().unwrap(), &instance_profile_paths(DEPLOYER, &project, &config, "web")[0]);
         let id = format!("01JBENCH{n:018}");
         local.submit(&release, &id);
         ids.push(id);

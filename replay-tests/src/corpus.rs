@@ -11,10 +11,12 @@ use skald_engine::adapters::local::{example_release, example_traffic, provision_
 use skald_engine::adapters::memory::AppendFault;
 use skald_engine::adapters::sim::{Fate, Op, Timings};
 use skald_engine::codec::{self, StoredEvent};
+use skald_engine::workflow::listener_rule::RuleAction;
 use skald_engine::workflow::names::{TAG_CONFIG, TAG_PROJECT, TAG_SERVICE};
 use skald_engine::workflow::release::{OnConcurrentDeploy, Strategy, Traffic};
 use skald_engine::workflow::resources::FoundTemplate;
 use skald_engine::workflow::{CloudError, Release, Timestamp};
+use std::collections::BTreeMap;
 
 /// 2026-11-21T12:00:00Z: every corpus run starts here.
 pub const START: Timestamp = Timestamp(1_795_262_400_000);
@@ -59,6 +61,11 @@ pub fn scenarios() -> Vec<Scenario> {
             name: "traffic-shift",
             shows: "a second release behind an ALB rule: its own target group, 25 % steps behind a health gate, bake, the old release and group deleted",
             run: traffic_shift,
+        },
+        Scenario {
+            name: "traffic-first-copy",
+            shows: "a first release behind an ALB: the production rule is the exemplar's copy, its Cognito authentication, conditions and tags recorded with the resources",
+            run: traffic_first_copy,
         },
         Scenario {
             name: "traffic-halted",
@@ -181,6 +188,22 @@ fn traffic_shift() -> Vec<StoredEvent> {
     let local = after_first_release(&release);
     local.submit(&release, &id(2));
     finish(&local, &id(2))
+}
+
+fn traffic_first_copy() -> Vec<StoredEvent> {
+    let release = traffic_release();
+    let local = world(&release);
+    let traffic = release.services["web"].traffic.clone().expect("web shifts traffic");
+    let cognito = RuleAction {
+        kind: "authenticate-cognito".into(),
+        order: Some(1),
+        settings: BTreeMap::from([("user_pool_arn".to_string(), "arn:aws:cognito-idp:us-east-1:123456789012:userpool/shop".to_string())]),
+        ..RuleAction::default()
+    };
+    let tags = BTreeMap::from([("Team".to_string(), "storefront".to_string())]);
+    local.cloud.shape_rule(&traffic.listener, traffic.exemplar_priority(), &[cognito], &tags);
+    local.submit(&release, &id(1));
+    finish(&local, &id(1))
 }
 
 fn traffic_halted() -> Vec<StoredEvent> {

@@ -152,6 +152,7 @@ pub fn provision_traffic(cloud: &SimCloud, traffic: &Traffic, scope: &[(&str, &s
         unhealthy_threshold: Some(2),
         health_check_interval_secs: Some(10),
         matcher: Some("200".into()),
+        ..TargetGroupShape::default()
     };
     let template = cloud.add_template_target_group(&traffic.target_group, scope, shape);
     let conditions = [RuleCondition::of_values("path-pattern", &["/*"])];
@@ -219,7 +220,7 @@ pub fn provision_example(cloud: &SimCloud, release: &Release) {
             cloud.add_target_group(tg, &scope);
         }
         if let Some(profile) = &service.profile {
-            cloud.add_instance_profile(profile, &instance_profile_paths(project, config, name)[0]);
+            cloud.add_instance_profile(profile, &instance_profile_paths(DEPLOYER, project, config, name)[0]);
         }
         if let Some(traffic) = &service.traffic {
             provision_traffic(cloud, traffic, &scope);

@@ -9,7 +9,7 @@ use crate::notify::Notification;
 use crate::ports::{Clock, Cloud};
 use crate::workflow::command::HealthTarget;
 use crate::workflow::health::{AsgSize, InstanceReport, ServiceReport};
-use crate::workflow::listener_rule::{self, NewRule};
+use crate::workflow::listener_rule::{self, NewRule, RuleAction};
 use crate::workflow::names::{TAG_CONFIG, TAG_PROJECT, TAG_RELEASE};
 use crate::workflow::release::AMI_NAME_PREFIX;
 use crate::workflow::resources::{ExistingAsg, Found, FoundProfile, FoundRule, FoundTargetGroup, Lookup, Query, RuleCondition, Tags};
@@ -221,6 +221,24 @@ impl SimCloud {
             rules.retain(|r| r.priority != Some(priority));
             rules.push(rule);
             rules.sort_by_key(|r| r.priority);
+        });
+    }
+
+    /// Gives the rule at `priority` these actions before its forward (authentication, say) and
+    /// these tags, as a person shapes an exemplar rule.
+    pub fn shape_rule(&self, listener_arn: &str, priority: u32, before_forward: &[RuleAction], tags: &Tags) {
+        self.with(|w| {
+            let rule = w.listeners.get_mut(listener_arn).and_then(|rules| rules.iter_mut().find(|r| r.priority == Some(priority)));
+            let rule = rule.unwrap_or_else(|| panic!("no rule at {priority} on {listener_arn}"));
+            let order = before_forward.len() as u32 + 1;
+            let forward = RuleAction {
+                kind: listener_rule::ACTION_FORWARD.into(),
+                order: Some(order),
+                forward: rule.forward.clone(),
+                ..RuleAction::default()
+            };
+            rule.actions = before_forward.iter().cloned().chain([forward]).collect();
+            rule.tags = tags.clone();
         });
     }
 

@@ -369,7 +369,10 @@ fn create_target_group(state: &State, name: &str) -> Command {
         service: name.to_string(),
         name: names::target_group_name(name, &progress.asg),
         shape: resolved_traffic(state, name).template.clone(),
-        tags: names::managed_tags(&release.project_name, &release.config_name, name, &request.release_id),
+        tags: names::copied_tags(
+            &resolved_traffic(state, name).template_tags,
+            names::managed_tags(&release.project_name, &release.config_name, name, &request.release_id),
+        ),
     }
 }
 

@@ -11,6 +11,13 @@ use std::collections::BTreeMap;
 /// The value of the `DeployWith` tag by which AMIs and subnets opt in to skald.
 pub const DEPLOYER: &str = "skald";
 pub const TAG_DEPLOY_WITH: &str = "DeployWith";
+/// Odin's other opt-in: one tag whose value is `<project>::<config>::<service>`.
+pub const TAG_ALLOWED_SERVICE: &str = "AllowedService";
+
+/// The value of an `AllowedService` tag that opts a resource in for one service.
+pub fn allowed_service(project: &str, config: &str, service: &str) -> String {
+    format!("{project}::{config}::{service}")
+}
 pub const TAG_MANAGED_BY: &str = "ManagedBy";
 pub const TAG_PROJECT: &str = "ProjectName";
 pub const TAG_CONFIG: &str = "ConfigName";
@@ -102,14 +109,25 @@ pub fn managed_tags(project: &str, config: &str, service: &str, release_id: &str
     ])
 }
 
+/// A clone's tags: what it copies of its template's (AWS's own and skald's scope and release tags
+/// left out), with skald's `managed` tags on top.
+pub fn copied_tags(template: &BTreeMap<String, String>, managed: BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let scope = [TAG_MANAGED_BY, TAG_PROJECT, TAG_CONFIG, TAG_SERVICE, TAG_RELEASE];
+    let own = |key: &str| key.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("aws:")) || scope.contains(&key);
+    let mut tags: BTreeMap<String, String> = template.iter().filter(|(k, _)| !own(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
+    tags.extend(managed);
+    tags
+}
+
 /// The instance profile paths that may serve a service, most specific first:
-/// `/skald/<p>/<c>/<s>/`, then `_all` from the right.
-pub fn instance_profile_paths(project: &str, config: &str, service: &str) -> [String; 4] {
+/// `/<prefix>/<p>/<c>/<s>/` (the prefix is a deployer setting, `skald` unless set), then `_all`
+/// from the right.
+pub fn instance_profile_paths(prefix: &str, project: &str, config: &str, service: &str) -> [String; 4] {
     [
-        format!("/{DEPLOYER}/{project}/{config}/{service}/"),
-        format!("/{DEPLOYER}/{project}/{config}/{ALL}/"),
-        format!("/{DEPLOYER}/{project}/{ALL}/{ALL}/"),
-        format!("/{DEPLOYER}/{ALL}/{ALL}/{ALL}/"),
+        format!("/{prefix}/{project}/{config}/{service}/"),
+        format!("/{prefix}/{project}/{config}/{ALL}/"),
+        format!("/{prefix}/{project}/{ALL}/{ALL}/"),
+        format!("/{prefix}/{ALL}/{ALL}/{ALL}/"),
     ]
 }
 

@@ -8,6 +8,7 @@ use super::decide::{closing_event, DETACH_POLL_SECS};
 use super::event::Event;
 use super::health;
 use super::resources;
+use super::settings::Settings;
 use super::state::{State, TeardownStage};
 use super::time::Timestamp;
 use std::collections::BTreeMap;
@@ -54,7 +55,9 @@ pub fn record(state: &State, command: &Command, outcome: Outcome, now: Timestamp
         }]),
         (Command::ResolveResources { query }, Outcome::Looked(looked)) => {
             let request = state.request.as_ref().expect("resolving without a request");
-            let check = |lookup| resources::check(&request.release, &request.release_id, &lookup, &query.ami_owners);
+            let settings =
+                Settings { ami_owners: query.ami_owners.clone(), ..Settings::judging(request.settings.as_ref(), &request.release) };
+            let check = |lookup| resources::check(&request.release, &request.release_id, &lookup, &settings);
             recorded(vec![match looked.map(check) {
                 Ok(Ok(resolved)) => Event::ResourcesResolved { resolved: Box::new(resolved) },
                 Ok(Err(problems)) => Event::ResourcesRejected { problems },

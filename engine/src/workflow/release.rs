@@ -143,7 +143,11 @@ pub enum TemplateVersion {
 
 pub const AMI_NAME_PREFIX: &str = "$name-prefix:";
 pub const AMI_LAUNCH_TEMPLATE: &str = "$launchtemplate:";
-/// The tags of a template ASG that give its clones' sizes.
+/// The tags of a template ASG that give its clones' sizes are `<prefix>:min_size` and
+/// `<prefix>:max_size`, the prefix a deployer setting (`settings::Settings::size_tag_prefix`);
+/// these are the tags under skald's own prefix.
+pub const SIZE_TAG_MIN: &str = "min_size";
+pub const SIZE_TAG_MAX: &str = "max_size";
 pub const TAG_TEMPLATE_MIN_SIZE: &str = "skald:min_size";
 pub const TAG_TEMPLATE_MAX_SIZE: &str = "skald:max_size";
 /// A clone's sizes when neither the release nor the template's tags give them (deployomat's 4).

@@ -10,10 +10,12 @@
 use super::capacity::CapacityPlan;
 use super::listener_rule::{self, RuleCopy};
 pub use super::listener_rule::{FoundRule, RuleCondition, Weighted};
-use super::names::{self, ALL, DEPLOYER, TAG_CONFIG, TAG_DEPLOY_WITH, TAG_MANAGED_BY, TAG_PROJECT, TAG_RELEASE, TAG_SERVICE};
+use super::names::{
+    self, ALL, DEPLOYER, TAG_ALLOWED_SERVICE, TAG_CONFIG, TAG_DEPLOY_WITH, TAG_MANAGED_BY, TAG_PROJECT, TAG_RELEASE, TAG_SERVICE,
+};
 use super::release::{AmiRef, Autoscaling, Release, Service, TemplateVersion, Traffic};
-use super::release::{TAG_TEMPLATE_MAX_SIZE, TAG_TEMPLATE_MIN_SIZE, TEMPLATE_MAX_SIZE_DEFAULT, TEMPLATE_MIN_SIZE_DEFAULT};
-use super::settings::OWNER_SELF;
+use super::release::{SIZE_TAG_MAX, SIZE_TAG_MIN, TEMPLATE_MAX_SIZE_DEFAULT, TEMPLATE_MIN_SIZE_DEFAULT};
+use super::settings::{Settings, OWNER_SELF};
 use super::validate::Problem;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -224,7 +226,7 @@ pub struct FoundTargetGroup {
 }
 
 /// What makes two target groups interchangeable for a service.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TargetGroupShape {
     pub protocol: String,
     pub port: u32,
@@ -243,7 +245,29 @@ pub struct TargetGroupShape {
     pub health_check_interval_secs: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub matcher: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc_matcher: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check_timeout_secs: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check_enabled: Option<bool>,
+    /// `HTTP1`, `HTTP2` or `GRPC`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol_version: Option<String>,
+    /// `ipv4` or `dualstack`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_address_type: Option<String>,
+    /// `instance` (the only kind an ASG registers its instances in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_type: Option<String>,
+    /// The group's attributes (deregistration delay, slow start, stickiness, algorithm, …) by
+    /// their API keys, set on the clone once it exists.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, String>,
 }
+
+/// The only target type an ASG registers its instances in.
+pub const TARGET_TYPE_INSTANCE: &str = "instance";
 
 /// The resources a release will use, checked. Recorded in `ResourcesResolved`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -310,6 +334,10 @@ pub struct ResolvedTraffic {
     /// Alarms that abort the shift when one is in ALARM.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alarms: Vec<String>,
+    /// The template group's own tags, which the release's group copies (skald's replace its
+    /// scope and release tags).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub template_tags: Tags,
 }
 
 impl ResolvedTraffic {
@@ -348,23 +376,23 @@ pub struct ResolvedHook {
 }
 
 /// Judges a lookup: the resolved resources, or every problem found (each naming the release field).
-pub fn check(release: &Release, release_id: &str, lookup: &Lookup, ami_owners: &[String]) -> Result<Resolved, Vec<Problem>> {
+pub fn check(release: &Release, release_id: &str, lookup: &Lookup, settings: &Settings) -> Result<Resolved, Vec<Problem>> {
     let mut problems = Vec::new();
-    let ami = check_ami(&mut problems, release, lookup, ami_owners);
+    let ami = check_ami(&mut problems, release, lookup, settings);
     let subnet_ids = release
         .subnets
         .iter()
         .enumerate()
         .filter_map(|(i, r)| {
             let matches = lookup.subnets.get(r).map(Vec::as_slice).unwrap_or(&[]);
-            check_opted_in(&mut problems, &format!("subnets[{i}]"), r, matches, "subnet")
+            check_opted_in(&mut problems, &format!("subnets[{i}]"), r, matches, "subnet", &settings.opt_in)
         })
         .collect();
     let previous = check_previous(&mut problems, release, release_id, lookup);
     let mut services = BTreeMap::new();
     for (name, service) in &release.services {
         let path = format!("services.{name}");
-        let scope = Scope { project: &release.project_name, config: &release.config_name, service: name };
+        let scope = Scope { project: &release.project_name, config: &release.config_name, service: name, settings };
         let previous = previous.get(name.as_str()).cloned();
         let traffic = service.traffic.as_ref().and_then(|t| check_traffic(&mut problems, &format!("{path}.traffic"), t, lookup, &scope));
         let resolved = match &service.template {
@@ -415,9 +443,12 @@ impl AmiChoice {
 
 /// An id or Name tag: exactly one image, opted in. A name prefix: the newest available image so
 /// named from an allowed owner (deployomat's rule; the owners are the trust, not a tag).
-fn check_ami(problems: &mut Vec<Problem>, release: &Release, lookup: &Lookup, ami_owners: &[String]) -> Option<AmiChoice> {
+fn check_ami(problems: &mut Vec<Problem>, release: &Release, lookup: &Lookup, settings: &Settings) -> Option<AmiChoice> {
+    let ami_owners = &settings.ami_owners;
     match release.ami_ref() {
-        AmiRef::Image(reference) => check_opted_in(problems, "ami", &reference, &lookup.amis, "AMI").map(AmiChoice::Image),
+        AmiRef::Image(reference) => {
+            check_opted_in(problems, "ami", &reference, &lookup.amis, "AMI", &settings.opt_in).map(AmiChoice::Image)
+        }
         AmiRef::LaunchTemplate(version) => Some(AmiChoice::Version(version)),
         AmiRef::NamePrefix(prefix) => {
             let allowed = |owner: &str| ami_owners.iter().any(|o| o == owner || (o == OWNER_SELF && owner == lookup.account_id));
@@ -498,8 +529,9 @@ fn check_template(
             text.parse::<u32>().map_err(|_| problems.push(Problem::new(&at, format!("tag {tag} is `{text}`, not a size")))).ok()
         }
     };
-    let min_size = size(TAG_TEMPLATE_MIN_SIZE, service.autoscaling.min_size, TEMPLATE_MIN_SIZE_DEFAULT, problems);
-    let max_size = size(TAG_TEMPLATE_MAX_SIZE, service.autoscaling.max_size, TEMPLATE_MAX_SIZE_DEFAULT, problems);
+    let (min_tag, max_tag) = (scope.settings.size_tag(SIZE_TAG_MIN), scope.settings.size_tag(SIZE_TAG_MAX));
+    let min_size = size(&min_tag, service.autoscaling.min_size, TEMPLATE_MIN_SIZE_DEFAULT, problems);
+    let max_size = size(&max_tag, service.autoscaling.max_size, TEMPLATE_MAX_SIZE_DEFAULT, problems);
     let (min_size, max_size) = (min_size?, max_size?);
     if min_size > max_size {
         problems.push(Problem::new(&at, format!("the clone's min_size {min_size} is above its max_size {max_size} (tags or autoscaling)")));
@@ -545,6 +577,8 @@ struct Scope<'a> {
     project: &'a str,
     config: &'a str,
     service: &'a str,
+    /// The deployer's conventions the resources are judged by.
+    settings: &'a Settings,
 }
 
 fn exactly_one(matches: &[Found]) -> Result<&Found, usize> {
@@ -561,11 +595,12 @@ fn not_exactly_one(kind: &str, reference: &str, found: usize) -> String {
     }
 }
 
-/// AMIs and subnets: exactly one match, tagged `DeployWith=skald`.
-fn check_opted_in(problems: &mut Vec<Problem>, path: &str, reference: &str, matches: &[Found], kind: &str) -> Option<String> {
+/// AMIs and subnets: exactly one match, tagged `DeployWith=<opt_in>` (`skald` unless the
+/// deployer's settings say otherwise).
+fn check_opted_in(problems: &mut Vec<Problem>, path: &str, reference: &str, matches: &[Found], kind: &str, opt_in: &str) -> Option<String> {
     let found = exactly_one(matches).map_err(|n| problems.push(Problem::new(path, not_exactly_one(kind, reference, n)))).ok()?;
-    if found.tags.get(TAG_DEPLOY_WITH).map(String::as_str) != Some(DEPLOYER) {
-        problems.push(Problem::new(path, format!("{kind} `{reference}` ({}) is not tagged {TAG_DEPLOY_WITH}={DEPLOYER}", found.id)));
+    if found.tags.get(TAG_DEPLOY_WITH).map(String::as_str) != Some(opt_in) {
+        problems.push(Problem::new(path, format!("{kind} `{reference}` ({}) is not tagged {TAG_DEPLOY_WITH}={opt_in}", found.id)));
         return None;
     }
     Some(found.id.clone())
@@ -581,6 +616,10 @@ fn check_scoped(
     kind: &str,
 ) -> Option<String> {
     let found = found.map_err(|n| problems.push(Problem::new(path, not_exactly_one(kind, reference, n)))).ok()?;
+    if found.tags.get(TAG_ALLOWED_SERVICE) == Some(&names::allowed_service(scope.project, scope.config, scope.service)) {
+        // Odin's opt-in, one tag naming the service whole; honoured for every scoped resource.
+        return Some(found.id.clone());
+    }
     let wanted = [(TAG_PROJECT, scope.project), (TAG_CONFIG, scope.config), (TAG_SERVICE, scope.service)];
     let wrong: Vec<String> = wanted
         .iter()
@@ -655,6 +694,12 @@ fn check_traffic(
             problems.push(Problem::new(format!("{path}.alarms[{i}]"), format!("no CloudWatch alarm `{alarm}` found")));
         }
     }
+    let template = template?;
+    if let Some(kind) = template.shape.target_type.as_deref().filter(|t| *t != TARGET_TYPE_INSTANCE) {
+        let message = format!("target group `{}` has target type `{kind}`; an ASG registers instances only", traffic.target_group);
+        problems.push(Problem::new(&template_path, message));
+        return None;
+    }
     scoped?;
     Some(ResolvedTraffic {
         listener_arn: traffic.listener.clone(),
@@ -662,8 +707,9 @@ fn check_traffic(
         conditions,
         live_target_group,
         copy,
-        template: template?.shape.clone(),
+        template: template.shape.clone(),
         alarms: traffic.alarms.clone(),
+        template_tags: template.tags.clone(),
     })
 }
 
@@ -672,7 +718,7 @@ fn check_profile(problems: &mut Vec<Problem>, path: &str, name: &str, lookup: &L
         problems.push(Problem::new(path, format!("no instance profile `{name}` found")));
         return None;
     };
-    let allowed = names::instance_profile_paths(scope.project, scope.config, scope.service);
+    let allowed = names::instance_profile_paths(&scope.settings.path_prefix, scope.project, scope.config, scope.service);
     if !allowed.contains(&profile.path) {
         let message = format!("instance profile `{name}` has path `{}`; it must be one of {}", profile.path, allowed.join(", "));
         problems.push(Problem::new(path, message));
@@ -700,6 +746,12 @@ fn check_previous<'a>(
             problems.push(Problem::new("release_id", format!("ASG `{}` already carries release id {release_id}", asg.name)));
         }
         let Some(service) = asg.service().filter(|s| release.services.contains_key(*s)) else { continue };
+        if !asg.tags.contains_key(TAG_RELEASE) {
+            // Odin's ValidatePrevASG: an ASG that says no release cannot be told apart from one a
+            // person made; replacing it would delete what skald never created.
+            let message = format!("the live ASG `{}` has no {TAG_RELEASE} tag; tag it with its release or remove it by hand", asg.name);
+            problems.push(Problem::new(format!("services.{service}"), message));
+        }
         if let Some(other) = previous.insert(service, asg.clone()) {
             let message = format!("two live ASGs serve it (`{}` and `{}`); remove one by hand first", other.name, asg.name);
             problems.push(Problem::new(format!("services.{service}"), message));

@@ -18,17 +18,41 @@ pub const OWNER_SELF: &str = "self";
 /// A bound on the deployer's list, far beyond any real organisation's image accounts.
 pub const AMI_OWNERS_MAX: usize = 50;
 
+/// skald's own conventions: the opt-in tag's value, the path prefix, the size tags' prefix.
+pub const CONVENTION_DEFAULT: &str = "skald";
+
 /// The deployer's settings a request was judged under.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Settings {
     /// Accounts (12-digit ids, or `self`) whose images a `$name-prefix:` AMI may come from. The
     /// owners are the trust: images found by name carry no opt-in tag across accounts.
     pub ami_owners: Vec<String>,
+    /// The value of the `DeployWith` tag that opts AMIs and subnets in (`odin` in an account set
+    /// up for Odin).
+    #[serde(default = "convention_default")]
+    pub opt_in: String,
+    /// The first part of an instance profile's path, `/<prefix>/<project>/<config>/<service>/`,
+    /// and of the roles the deployer may pass to EC2 (infra/).
+    #[serde(default = "convention_default")]
+    pub path_prefix: String,
+    /// A template ASG's size tags are `<prefix>:min_size` and `<prefix>:max_size` (deployomat's
+    /// `organization_prefix`).
+    #[serde(default = "convention_default")]
+    pub size_tag_prefix: String,
+}
+
+fn convention_default() -> String {
+    CONVENTION_DEFAULT.to_string()
 }
 
 impl Default for Settings {
     fn default() -> Settings {
-        Settings { ami_owners: vec![OWNER_SELF.to_string()] }
+        Settings {
+            ami_owners: vec![OWNER_SELF.to_string()],
+            opt_in: convention_default(),
+            path_prefix: convention_default(),
+            size_tag_prefix: convention_default(),
+        }
     }
 }
 
@@ -40,6 +64,26 @@ impl Settings {
             Some(settings) if release.ami_owners.is_empty() => settings.ami_owners.clone(),
             _ => release.ami_owners.clone(),
         }
+    }
+
+    /// What `release`'s resources are judged by: the settings with the owners a lookup searches
+    /// (see [`Settings::ami_owners`]). Under `None`, skald's conventions and the release's owners,
+    /// as histories from before settings were judged.
+    pub fn judging(settings: Option<&Settings>, release: &Release) -> Settings {
+        let ami_owners = Settings::ami_owners(settings, release);
+        Settings { ami_owners, ..settings.cloned().unwrap_or_default() }
+    }
+
+    /// The template ASG's tag that sizes its clones: `<prefix>:min_size` or `<prefix>:max_size`.
+    pub fn size_tag(&self, size: &str) -> String {
+        format!("{}:{size}", self.size_tag_prefix)
+    }
+
+    /// A convention as an operator writes it: 1-32 letters, digits, `-`, `_`, `.`.
+    pub fn parse_convention(text: &str) -> Result<String, String> {
+        let text = text.trim();
+        let ok = (1..=32).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        ok.then(|| text.to_string()).ok_or_else(|| format!("`{text}` must be 1 to 32 letters, digits, `-`, `_` or `.`"))
     }
 
     /// The problems of `release` under `settings`: owners outside the deployer's list. Under
@@ -100,7 +144,7 @@ mod tests {
     #[test]
     fn a_release_narrows_the_deployers_owners_and_never_widens_them() {
         // Given a deployer trusting its image account and itself
-        let settings = Settings { ami_owners: vec!["111122223333".into(), OWNER_SELF.into()] };
+        let settings = Settings { ami_owners: vec!["111122223333".into(), OWNER_SELF.into()], ..Settings::default() };
 
         // Then a release naming none searches the deployer's list, one naming a subset that subset
         let prefix = "$name-prefix:shop-";

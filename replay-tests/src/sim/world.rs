@@ -162,7 +162,7 @@ impl Scenario {
             }
             cloud.add_instance_profile(
                 web.profile.as_deref().expect("web has a profile"),
-                &instance_profile_paths(project, config, "web")[0],
+                &instance_profile_paths(DEPLOYER, project, config, "web")[0],
             );
             if self.traffic_configs.contains(config) {
                 provision_traffic(cloud, &example_traffic(config), &scope);

@@ -122,14 +122,25 @@ impl AwsCloud {
 
     /// The templates traffic-shifted services clone: ARN, tags and the settings a clone copies.
     async fn template_target_groups(&self, names: &BTreeSet<String>) -> Result<BTreeMap<String, FoundTargetGroup>, CloudError> {
-        let described = self.described_target_groups(names).await?;
-        Ok(described
-            .into_iter()
-            .map(|(name, (group, tags))| {
-                let arn = group.target_group_arn().unwrap_or_default().to_string();
-                (name, FoundTargetGroup { arn, tags, shape: target_group_shape(&group) })
-            })
-            .collect())
+        let mut templates = BTreeMap::new();
+        for (name, (group, tags)) in self.described_target_groups(names).await? {
+            let arn = group.target_group_arn().unwrap_or_default().to_string();
+            let shape = TargetGroupShape { attributes: self.target_group_attributes(&arn).await?, ..target_group_shape(&group) };
+            templates.insert(name, FoundTargetGroup { arn, tags, shape });
+        }
+        Ok(templates)
+    }
+
+    /// A target group's attributes (deregistration delay, slow start, stickiness, algorithm, …).
+    pub(super) async fn target_group_attributes(&self, arn: &str) -> Result<BTreeMap<String, String>, CloudError> {
+        let out = self
+            .elbv2
+            .describe_target_group_attributes()
+            .target_group_arn(arn)
+            .send()
+            .await
+            .map_err(|e| cloud_error("DescribeTargetGroupAttributes", e))?;
+        Ok(out.attributes().iter().filter_map(|a| Some((a.key()?.to_string(), a.value().unwrap_or_default().to_string()))).collect())
     }
 
     /// The target groups of these names that exist, with their tags.
@@ -294,6 +305,13 @@ fn target_group_shape(group: &elb::TargetGroup) -> TargetGroupShape {
         unhealthy_threshold: count(group.unhealthy_threshold_count()),
         health_check_interval_secs: count(group.health_check_interval_seconds()),
         matcher: group.matcher().and_then(|m| m.http_code()).map(str::to_string),
+        grpc_matcher: group.matcher().and_then(|m| m.grpc_code()).map(str::to_string),
+        health_check_timeout_secs: count(group.health_check_timeout_seconds()),
+        health_check_enabled: group.health_check_enabled(),
+        protocol_version: group.protocol_version().map(str::to_string),
+        ip_address_type: group.ip_address_type().map(|t| t.as_str().to_string()),
+        target_type: group.target_type().map(|t| t.as_str().to_string()),
+        attributes: BTreeMap::new(),
     }
 }
 

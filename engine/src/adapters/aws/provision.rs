@@ -57,7 +57,7 @@ impl AwsCloud {
                 self.example_target_group(&vpc_id, tg, &scope).await?;
             }
             if let Some(profile) = &service.profile {
-                self.example_instance_profile(profile, &instance_profile_paths(project, config, name)[0]).await?;
+                self.example_instance_profile(profile, &instance_profile_paths(DEPLOYER, project, config, name)[0]).await?;
             }
             if let Some(traffic) = &service.traffic {
                 self.example_traffic(&vpc_id, name, traffic, &scope).await?;

@@ -12,7 +12,7 @@ use super::errors::cloud_error;
 use super::launch::{asg_tag, client_token, hook_specification, non_empty, PROPAGATE_AT_LAUNCH};
 use super::AwsCloud;
 use crate::workflow::names::{TAG_CONFIG, TAG_MANAGED_BY, TAG_PROJECT, TAG_RELEASE, TAG_SERVICE};
-use crate::workflow::release::{AMI_NAME_PREFIX, TAG_TEMPLATE_MAX_SIZE, TAG_TEMPLATE_MIN_SIZE};
+use crate::workflow::release::{AMI_NAME_PREFIX, SIZE_TAG_MAX, SIZE_TAG_MIN};
 use crate::workflow::resources::{FoundImage, FoundLaunchTemplate, FoundTemplate, Query, ResolvedTemplate};
 use crate::workflow::{CloudError, LaunchSpec};
 use aws_sdk_autoscaling::operation::put_scaling_policy::builders::PutScalingPolicyFluentBuilder;
@@ -32,9 +32,13 @@ const POLICY_PAGES_MAX: usize = 20;
 const POLICY_NAME_LEN_MAX: usize = 255;
 /// The template's tags that say what the template is rather than what its clones are: its
 /// scope, release and manager (skald's tags for the clone replace them), its name, and the
-/// clones' sizes.
-const TEMPLATE_ONLY_TAGS: &[&str] =
-    &[TAG_PROJECT, TAG_CONFIG, TAG_SERVICE, TAG_RELEASE, TAG_MANAGED_BY, "Name", TAG_TEMPLATE_MIN_SIZE, TAG_TEMPLATE_MAX_SIZE];
+/// clones' sizes (`<any prefix>:min_size`, see [`is_size_tag`]).
+const TEMPLATE_ONLY_TAGS: &[&str] = &[TAG_PROJECT, TAG_CONFIG, TAG_SERVICE, TAG_RELEASE, TAG_MANAGED_BY, "Name"];
+
+/// A clone's size tag under whatever prefix the deployer uses (`skald:min_size`, `teak:max_size`).
+fn is_size_tag(key: &str) -> bool {
+    key.rsplit_once(':').is_some_and(|(_, size)| size == SIZE_TAG_MIN || size == SIZE_TAG_MAX)
+}
 
 impl AwsCloud {
     /// Every template ASG asked for that exists, with its launch template's version numbers.
@@ -413,7 +417,7 @@ fn clone_tags(group: &asg::AutoScalingGroup, spec: &LaunchSpec) -> Vec<asg::Tag>
         .tags()
         .iter()
         .filter_map(|t| Some((t.key()?, (t.value().unwrap_or_default(), t.propagate_at_launch().unwrap_or(false)))))
-        .filter(|(key, _)| !key.starts_with("aws:") && !TEMPLATE_ONLY_TAGS.contains(key))
+        .filter(|(key, _)| !key.starts_with("aws:") && !TEMPLATE_ONLY_TAGS.contains(key) && !is_size_tag(key))
         .collect();
     tags.extend(spec.tags.iter().map(|(k, v)| (k.as_str(), (v.as_str(), PROPAGATE_AT_LAUNCH))));
     tags.into_iter().map(|(key, (value, propagate))| asg_tag(&spec.asg_name, key, value, propagate)).collect()

@@ -73,11 +73,23 @@ impl AwsCloud {
         let arn = arn.ok_or_else(|| CloudError::transient(format!("CreateTargetGroup: no ARN in the answer for {name}")))?;
         let found = self.elbv2_tags(std::slice::from_ref(&arn)).await?.remove(&arn).unwrap_or_default();
         if found.get(TAG_RELEASE) == tags.get(TAG_RELEASE) {
+            // Setting the same attributes again (a repeated create) changes nothing.
+            self.set_target_group_attributes(&arn, &shape.attributes).await?;
             Ok(arn)
         } else {
             let message = format!("a target group named {name} exists and is not this release's (ReleaseId {:?})", found.get(TAG_RELEASE));
             Err(CloudError::permanent("DuplicateTargetGroupName", message))
         }
+    }
+
+    /// Gives a release's group its template's attributes; none to set is no call.
+    async fn set_target_group_attributes(&self, arn: &str, attributes: &BTreeMap<String, String>) -> Result<(), CloudError> {
+        if attributes.is_empty() {
+            return Ok(());
+        }
+        let attributes = attributes.iter().map(|(k, v)| elb::TargetGroupAttribute::builder().key(k).value(v).build()).collect();
+        let modified = self.elbv2.modify_target_group_attributes().target_group_arn(arn).set_attributes(Some(attributes)).send().await;
+        modified.map(|_| ()).map_err(|e| cloud_error("ModifyTargetGroupAttributes", e))
     }
 
     /// Makes the listener's rule at `priority` forward to `forward`, creating it as `rule` says
@@ -199,11 +211,17 @@ fn target_group_request(
     tags: &Tags,
 ) -> aws_sdk_elasticloadbalancingv2::operation::create_target_group::builders::CreateTargetGroupFluentBuilder {
     let tags = tags.iter().map(|(k, v)| elb::Tag::builder().key(k).value(v).build()).collect();
+    let matcher = (shape.matcher.is_some() || shape.grpc_matcher.is_some())
+        .then(|| elb::Matcher::builder().set_http_code(shape.matcher.clone()).set_grpc_code(shape.grpc_matcher.clone()).build());
     request
         .name(name)
-        // Instances: the ASG registers its own.
+        // Instances: the ASG registers its own (the workflow refuses a template of another type).
         .target_type(elb::TargetTypeEnum::Instance)
         .protocol(elb::ProtocolEnum::from(shape.protocol.as_str()))
+        .set_protocol_version(shape.protocol_version.clone())
+        .set_ip_address_type(shape.ip_address_type.as_deref().map(elb::TargetGroupIpAddressTypeEnum::from))
+        .set_health_check_enabled(shape.health_check_enabled)
+        .set_health_check_timeout_seconds(shape.health_check_timeout_secs.map(|n| n as i32))
         .port(shape.port as i32)
         .vpc_id(&shape.vpc_id)
         .set_health_check_protocol(shape.health_check_protocol.as_deref().map(elb::ProtocolEnum::from))
@@ -212,7 +230,7 @@ fn target_group_request(
         .set_healthy_threshold_count(shape.healthy_threshold.map(|n| n as i32))
         .set_unhealthy_threshold_count(shape.unhealthy_threshold.map(|n| n as i32))
         .set_health_check_interval_seconds(shape.health_check_interval_secs.map(|n| n as i32))
-        .set_matcher(shape.matcher.as_ref().map(|code| elb::Matcher::builder().http_code(code).build()))
+        .set_matcher(matcher)
         .set_tags(Some(tags))
 }
 
