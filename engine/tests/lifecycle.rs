@@ -658,3 +658,131 @@ fn a_worker_that_loses_an_append_race_carries_the_deploy_on() {
     assert!(matches!(handled, Handled::Finished { .. }), "{handled:?}");
     assert_eq!(types(&local.history(&id(2))), ["DeployRequested", "ReleaseValidated", "LockDenied", "DeployFailed"]);
 }
+
+// ---- safe_release (Odin's ValidateSafeRelease) -------------------------------------------------
+
+/// Given: the example release live as deploy 1 (not itself a safe release).
+fn world_with_live_release() -> skald_engine::adapters::local::Local {
+    let release = release();
+    let local = world(&release);
+    local.submit(&release, &id(1));
+    assert_eq!(run_until_end(&local, &id(1)).end, Some(End::Success));
+    local
+}
+
+fn safe(mut release: skald_engine::workflow::Release) -> skald_engine::workflow::Release {
+    release.safe_release = true;
+    release
+}
+
+#[test]
+fn a_safe_release_changing_instance_type_and_subnets_is_refused_naming_each_and_launches_nothing() {
+    // Given a live release, and a safe release changing web's instance type and the subnets
+    let local = world_with_live_release();
+    let mut changed = safe(release());
+    changed.services.get_mut("web").unwrap().instance_type = "m5.large".into();
+    changed.subnets = vec!["other_subnet_a".into()];
+    let launches_before = local.cloud.calls().iter().filter(|c| c.starts_with("launch")).count();
+
+    // When it deploys
+    local.submit(&changed, &id(2));
+    let state = run_until_end(&local, &id(2));
+
+    // Then the live release is found once the lock is held, and the refusal names both fields
+    assert!(failure(ErrorKind::BadRelease, Cleanliness::Clean)(&state.end));
+    let history = local.history(&id(2));
+    assert_eq!(
+        types(&history),
+        ["DeployRequested", "ReleaseValidated", "LockAcquired", "LiveReleaseFound", "SafeReleaseRefused", "LockReleased", "DeployFailed"]
+    );
+    assert!(matches!(&history[3].event, Event::LiveReleaseFound { release_id: Some(live), .. } if *live == id(1)));
+    let Event::SafeReleaseRefused { live_release, problems } = &history[4].event else { unreachable!() };
+    assert_eq!(*live_release, id(1));
+    let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+    assert_eq!(paths, ["subnets", "services.web.instance_type"]);
+    // And nothing was looked up or launched, the live release is untouched and the lock is free
+    let launches_after = local.cloud.calls().iter().filter(|c| c.starts_with("launch")).count();
+    assert_eq!(launches_after, launches_before);
+    assert!(local.cloud.asg_names().iter().all(|n| n.ends_with(&id(1))));
+    assert!(local.store.locks().is_empty());
+}
+
+#[test]
+fn a_safe_release_changing_only_the_ami_deploys_and_replaces_the_live_release() {
+    // Given a live release, and a safe release whose only change is its AMI (opted in)
+    let local = world_with_live_release();
+    let mut new_ami = safe(release());
+    new_ami.ami = "ubuntu-next".into();
+    local.cloud.add_image("ami-0bbbbbbbbbbbbbbbb", &[("Name", "ubuntu-next"), (TAG_DEPLOY_WITH, "skald")]);
+
+    // When it deploys
+    local.submit(&new_ami, &id(2));
+    let state = run_until_end(&local, &id(2));
+
+    // Then it passes the check and goes live in place of the first
+    assert_eq!(state.end, Some(End::Success));
+    let history = local.history(&id(2));
+    assert_eq!(types(&history)[3..5], ["LiveReleaseFound", "ResourcesResolved"]);
+    assert!(local.cloud.asg_names().iter().all(|n| n.ends_with(&id(2))));
+}
+
+#[test]
+fn a_safe_release_with_no_live_release_deploys() {
+    // Given nothing live
+    let release = safe(release());
+    let local = world(&release);
+
+    // When a safe release deploys
+    local.submit(&release, &id(1));
+    let state = run_until_end(&local, &id(1));
+
+    // Then there is nothing to compare with: it goes live
+    assert_eq!(state.end, Some(End::Success));
+    let history = local.history(&id(1));
+    assert_eq!(history[3].event, Event::LiveReleaseFound { release_id: None, release: None });
+    assert_eq!(history[4].event.name(), "ResourcesResolved");
+}
+
+#[test]
+fn a_safe_release_after_an_undeploy_finds_nothing_live() {
+    // Given a release that was live and then undeployed (the example's config allows it here)
+    let mut release = release();
+    release.config_name = "development".into();
+    let local = world(&release);
+    local.submit(&release, &id(1));
+    run_until_end(&local, &id(1));
+    local.undeploy(&release, &id(2), "done with it");
+    assert_eq!(run_until_end(&local, &id(2)).end, Some(End::Success));
+
+    // When a safe release with another instance type deploys
+    let mut changed = safe(release.clone());
+    changed.services.get_mut("web").unwrap().instance_type = "m5.large".into();
+    local.submit(&changed, &id(3));
+    let state = run_until_end(&local, &id(3));
+
+    // Then nothing is live to compare with, and it deploys
+    assert_eq!(state.end, Some(End::Success));
+    assert_eq!(local.history(&id(3))[3].event, Event::LiveReleaseFound { release_id: None, release: None });
+}
+
+#[test]
+fn a_safe_release_is_not_judged_safe_against_a_history_that_cannot_be_read() {
+    // Given a live release whose history was altered in place (its chain no longer verifies)
+    let local = world_with_live_release();
+    local.store.tamper(&id(1), 2, |event| event.at = event.at.plus_ms(1));
+
+    // When a safe release deploys
+    local.submit(&safe(release()), &id(2));
+    let state = run_until_end(&local, &id(2));
+
+    // Then finding the live release fails for good: the deploy fails clean before any launch
+    assert!(failure(ErrorKind::Deploy, Cleanliness::Clean)(&state.end), "{state:?}");
+    let history = local.history(&id(2));
+    let failed = history.iter().find_map(|r| match &r.event {
+        Event::CommandFailed { command, error, .. } if command == "find_live_release" => Some(error.clone()),
+        _ => None,
+    });
+    assert_eq!(failed.and_then(|e| e.code).as_deref(), Some("CorruptHistory"));
+    assert!(!history.iter().any(|r| r.event.name() == "ServiceLaunched"));
+    assert!(local.store.locks().is_empty());
+}

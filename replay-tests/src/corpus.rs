@@ -106,6 +106,11 @@ pub fn scenarios() -> Vec<Scenario> {
             run: capacity_reasserted,
         },
         Scenario {
+            name: "safe-release-refused",
+            shows: "safe_release: a second release changing web's instance type and the subnets, compared with the live release once locked, refused naming both before anything launches",
+            run: safe_release_refused,
+        },
+        Scenario {
             name: "retried-and-resumed",
             shows: "throttled health checks retried with backoff; a launch resumed after a lost append",
             run: retried_and_resumed,
@@ -241,6 +246,16 @@ fn undeploy() -> Vec<StoredEvent> {
 fn undeploy_refused() -> Vec<StoredEvent> {
     let local = after_first_release(&release());
     local.undeploy(&release(), &id(2), "cleaning up");
+    finish(&local, &id(2))
+}
+
+fn safe_release_refused() -> Vec<StoredEvent> {
+    let local = after_first_release(&release());
+    let mut changed = release();
+    changed.safe_release = true;
+    changed.services.get_mut("web").expect("the example has web").instance_type = "m5.large".into();
+    changed.subnets = vec!["other_private_subnet_a".into()];
+    local.submit(&changed, &id(2));
     finish(&local, &id(2))
 }
 

@@ -57,6 +57,7 @@ const ENDS: &[(&str, &str)] = &[
     ("step-rollout-odin", "Success"),
     ("asg-missing", "FailureClean"),
     ("capacity-reasserted", "Success"),
+    ("safe-release-refused", "FailureClean"),
 ];
 
 #[test]

@@ -12,6 +12,7 @@ use super::health::AsgSize;
 use super::names;
 use super::release::Traffic;
 use super::resources::{Query, ResolvedTraffic};
+use super::safe_release;
 use super::settings::Settings;
 use super::state::{Lock, LockWait, ServiceProgress, State, Teardown, TeardownStage, TrafficProgress, ATTEMPTS_MAX};
 use super::time::Timestamp;
@@ -76,6 +77,9 @@ pub fn decide(state: &State, now: Timestamp) -> Decision {
         (Lock::Held { .. }, _) => {}
         (Lock::Denied | Lock::Released, _) => unreachable!("lock {:?} without a failure or an end", state.lock),
     }
+    if let Some(decision) = safe_release_step(state) {
+        return decision;
+    }
     if state.undeploy.is_some() {
         // Not planned yet, or `cleanup_ready` would have held.
         return Decision::Act(Command::ResolveResources { query: Box::new(Query::for_undeploy(state.release())) });
@@ -89,6 +93,27 @@ pub fn decide(state: &State, now: Timestamp) -> Decision {
         return final_capacity(state);
     }
     deploying(state, now)
+}
+
+/// Odin's `ValidateSafeRelease`, once the lock is held (so the live release cannot change under
+/// the deploy) and before anything is looked up or launched: find the live release in the log,
+/// then refuse a `safe_release` that changes more than its AMI and user data. Only a release
+/// asking for the check takes this step, so every other history decides as it always did.
+fn safe_release_step(state: &State) -> Option<Decision> {
+    let request = state.request.as_ref().expect("checked by decide");
+    if state.undeploy.is_some() || !request.release.safe_release || state.resolved.is_some() {
+        return None;
+    }
+    let Some(live) = &state.live_release else {
+        let release = &request.release;
+        return Some(Decision::Act(Command::FindLiveRelease {
+            project: release.project_name.clone(),
+            config: release.config_name.clone(),
+        }));
+    };
+    let problems = safe_release::check(live.release.as_ref(), &request.release);
+    let live_release = live.release_id.clone().unwrap_or_default();
+    (!problems.is_empty()).then(|| Decision::Emit(vec![Event::SafeReleaseRefused { live_release, problems }]))
 }
 
 fn validate_request(state: &State) -> Decision {

@@ -52,6 +52,21 @@ pub struct State {
     /// This history is an undeploy, not a deploy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub undeploy: Option<Undeploy>,
+    /// What was live when a `safe_release` took its lock (`LiveReleaseFound`); only such a
+    /// release looks, so other states keep their hashes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live_release: Option<LiveRelease>,
+}
+
+/// The release a `safe_release` is compared with: the live one, or none (then any release is
+/// safe).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LiveRelease {
+    /// The deploy that made it live.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<Release>,
 }
 
 /// How long a deploy waits for the deploy it cancelled to clean up and give the lock back.
@@ -357,6 +372,15 @@ fn check_references(state: &State, event: &Event) -> Result<(), String> {
         Event::UndeployPlanned { .. } if state.undeploy.as_ref().is_none_or(|u| u.planned) => {
             Err("plans an undeploy in a history that is not an unplanned undeploy".into())
         }
+        Event::LiveReleaseFound { .. } | Event::SafeReleaseRefused { .. } if state.undeploy.is_some() => {
+            Err("belongs to a deploy, not an undeploy".into())
+        }
+        Event::LiveReleaseFound { .. } if !matches!(state.lock, Lock::Held { .. }) => Err("comes while the lock is not held".into()),
+        Event::LiveReleaseFound { .. } if state.live_release.is_some() => Err("finds the live release a second time".into()),
+        Event::LiveReleaseFound { release_id, release } if release_id.is_some() != release.is_some() => {
+            Err("must name both the live release's id and its release, or neither".into())
+        }
+        Event::SafeReleaseRefused { .. } if state.live_release.is_none() => Err("comes before the live release was found".into()),
         Event::ConcurrentDeployCancelled { .. } if state.waiting.is_none() => Err("comes while no deploy was waiting for the lock".into()),
         Event::RuleRemoved { asg } => torn_down(asg),
         Event::Detached { asg } | Event::DetachConfirmed { asg, .. } | Event::AsgDeleted { asg } | Event::TeardownAbandoned { asg, .. } => {
@@ -453,6 +477,13 @@ fn apply(state: &mut State, event: &Event, at: Timestamp) {
             teardown.stage = first_stage(&teardown.elbs, &teardown.target_groups);
         }
         Event::ResourcesResolved { resolved } => resolve(state, resolved),
+        Event::LiveReleaseFound { release_id, release } => {
+            state.live_release = Some(LiveRelease { release_id: release_id.clone(), release: release.as_deref().cloned() });
+        }
+        Event::SafeReleaseRefused { live_release, problems } => {
+            let reason = format!("safe_release: differs from the live release {live_release}: {}", summarize(problems));
+            fail(state, ErrorKind::BadRelease, reason);
+        }
         Event::CommandStarted { command } => {
             assert!(state.pending.is_none(), "a second command started before {:?} finished", state.pending);
             match command {
