@@ -23,6 +23,8 @@ const ALLOWED_ROOTS: &[&str] = &[
     "outcome",
     "release",
     "resources",
+    "listener_rule",
+    "safe_release",
     "state",
     "time",
     "validate",

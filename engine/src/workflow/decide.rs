@@ -63,7 +63,7 @@ pub fn decide(state: &State, now: Timestamp) -> Decision {
         return decision;
     }
     if let Some(teardown) = next_teardown(state) {
-        return tear_down(state, teardown, now);
+        return slow_start_wait(state, now).unwrap_or_else(|| tear_down(state, teardown, now));
     }
     if let Some(wait) = retry_backoff(state, now) {
         return wait;
@@ -435,6 +435,14 @@ fn cleanup_ready(state: &State) -> bool {
 
 fn next_teardown(state: &State) -> Option<&Teardown> {
     cleanup_ready(state).then(|| state.teardown.iter().find(|t| !t.is_finished())).flatten()
+}
+
+/// Odin's `wait_for_detach`: after success the old release keeps serving until the new release's
+/// target groups have ramped its instances up (their slow start), so they never take the whole
+/// load at once. Only a release whose groups have a slow start waits.
+fn slow_start_wait(state: &State, now: Timestamp) -> Option<Decision> {
+    let until = state.detach_after.filter(|_| state.failure.is_none())?;
+    (now < until).then_some(Decision::Wait { until })
 }
 
 fn tear_down(state: &State, teardown: &Teardown, now: Timestamp) -> Decision {

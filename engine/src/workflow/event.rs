@@ -413,8 +413,12 @@ impl fmt::Display for Event {
                     })
                     .collect();
                 match resolved.ami_id.as_str() {
-                    "" => write!(f, "resources checked, AMI as in the launch template versions named; {}", plans.join("; ")),
-                    ami => write!(f, "resources checked, AMI {ami}; {}", plans.join("; ")),
+                    "" => write!(f, "resources checked, AMI as in the launch template versions named; {}", plans.join("; "))?,
+                    ami => write!(f, "resources checked, AMI {ami}; {}", plans.join("; "))?,
+                }
+                match resolved.wait_for_detach_secs {
+                    0 => Ok(()),
+                    secs => write!(f, "; the old release goes {secs} s after the new is healthy (slow start)"),
                 }
             }
             Event::CommandStarted { command } => write!(f, "started: {command}"),
