@@ -58,6 +58,8 @@ const ENDS: &[(&str, &str)] = &[
     ("asg-missing", "FailureClean"),
     ("capacity-reasserted", "Success"),
     ("safe-release-refused", "FailureClean"),
+    ("slow-start-skip-detach-check", "Success"),
+    ("skip-detach", "Success"),
 ];
 
 #[test]
