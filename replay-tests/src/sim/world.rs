@@ -75,8 +75,12 @@ impl Scenario {
         let mut odin_rng = Rng::new(seed ^ 0x6f64_696e_7374_6570);
         // Its own stream, so the draws of older seeds stay as they were.
         let mut retire_rng = Rng::new(seed ^ 0x7265_7469_7265);
-        let slow_starts: Vec<(String, u32)> =
-            configs.iter().filter_map(|c| retire_rng.chance(300).then(|| (c.clone(), retire_rng.between(30, 300) as u32))).collect();
+        let mut slow_starts: Vec<(String, u32)> = Vec::new();
+        for config in &configs {
+            if retire_rng.chance(300) {
+                slow_starts.push((config.clone(), retire_rng.between(30, 300) as u32));
+            }
+        }
         let gated: Vec<String> = traffic_configs.iter().filter(|_| alarm_rng.chance(500)).cloned().collect();
         // Racing releases: most seeds submit in a burst, the rest spread over half an hour.
         let window_ms = if rng.chance(600) { rng.between(0, 20_000) } else { 30 * 60_000 };
