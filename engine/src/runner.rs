@@ -535,7 +535,22 @@ impl<S: EventStore, Q: Queue, C: Cloud, K: Clock> Runner<S, Q, C, K> {
                 let cancelled = self.cancel(deploy, reason, &format!("skald deploy {}", owner())).await;
                 (Outcome::Done(cancelled.map_err(|e| CloudError::transient(e.to_string()))), None)
             }
+            Command::FindLiveRelease { project, config } => {
+                let key = LockKey { project: project.clone(), config: config.clone() };
+                (Outcome::LiveFound(self.find_live_release(&key).await), None)
+            }
             _ => (self.execute_in_cloud(state, command).await, None),
+        }
+    }
+
+    /// The live release of a project-config, from the store: the outcome of `FindLiveRelease`.
+    /// A store that fails is a failure worth retrying; a history that cannot be read never will
+    /// be, and a release that must be compared with it cannot be judged safe.
+    async fn find_live_release(&self, key: &LockKey) -> Result<Option<(String, Box<crate::workflow::Release>)>, CloudError> {
+        match live_release(&self.store, key).await {
+            Ok(live) => Ok(live.map(|(deploy, state)| (deploy, Box::new(state.release().clone())))),
+            Err(e @ RunError::Corrupt { .. }) => Err(CloudError::permanent("CorruptHistory", e.to_string())),
+            Err(e) => Err(CloudError::transient(e.to_string())),
         }
     }
 
@@ -575,8 +590,8 @@ impl<S: EventStore, Q: Queue, C: Cloud, K: Clock> Runner<S, Q, C, K> {
             Command::RemoveRule { listener_arn, priority, .. } => {
                 Outcome::Done(cloud.shift_traffic(listener_arn, *priority, NewRule { conditions: &[], copy: None }, &[]).await)
             }
-            Command::AcquireLock { .. } | Command::ReleaseLock { .. } | Command::CancelDeploy { .. } => {
-                unreachable!("lock and cancel commands never reach the cloud")
+            Command::AcquireLock { .. } | Command::ReleaseLock { .. } | Command::CancelDeploy { .. } | Command::FindLiveRelease { .. } => {
+                unreachable!("lock, cancel and log commands never reach the cloud")
             }
         }
     }

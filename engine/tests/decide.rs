@@ -371,3 +371,105 @@ fn a_request_under_rules_this_skald_does_not_know_does_not_fold() {
     let FoldError::Content { seq: 1, message, .. } = fold(&given.history).unwrap_err() else { panic!() };
     assert!(message.contains(&format!("rules {}", RULES_CURRENT + 1)), "{message}");
 }
+
+// ---- safe_release: judged on the live release the log held once the lock was taken -----------
+
+fn locked_safe(release: &Release) -> Given {
+    let mut release = release.clone();
+    release.safe_release = true;
+    Given::requested(&release, START)
+        .then(0, Event::ReleaseValidated)
+        .then(0, Event::LockAcquired { project: release.project_name.clone(), config: release.config_name.clone(), lease_until: START })
+}
+
+#[test]
+fn a_safe_release_finds_the_live_release_once_locked_and_before_any_lookup() {
+    let given = locked_safe(&release());
+
+    let Decision::Act(Command::FindLiveRelease { project, config }) = given.decide(0) else { panic!("{:?}", given.decide(0)) };
+    assert_eq!((project, config), (release().project_name, release().config_name));
+}
+
+#[test]
+fn a_release_not_asking_for_the_check_goes_straight_to_its_lookup() {
+    let given = Given::requested(&release(), START)
+        .then(0, Event::ReleaseValidated)
+        .then(0, Event::LockAcquired { project: release().project_name, config: release().config_name, lease_until: START });
+
+    assert!(matches!(given.decide(0), Decision::Act(Command::ResolveResources { .. })));
+}
+
+#[test]
+fn a_safe_release_differing_from_the_live_one_is_refused_naming_each_field_then_unlocks() {
+    let mut live = release();
+    live.services.get_mut("worker").unwrap().instance_type = "c5.xlarge".into();
+    let found = Event::LiveReleaseFound { release_id: Some(id(9)), release: Some(Box::new(live)) };
+    let given = locked_safe(&release()).then(0, found);
+
+    let Decision::Emit(events) = given.decide(0) else { panic!("{:?}", given.decide(0)) };
+    let [Event::SafeReleaseRefused { live_release, problems }] = events.as_slice() else { panic!("{events:?}") };
+    assert_eq!(*live_release, id(9));
+    assert_eq!(problems.iter().map(|p| p.path.as_str()).collect::<Vec<_>>(), ["services.worker.instance_type"]);
+    let refused = given.then(0, events[0].clone());
+    assert!(matches!(refused.decide(0), Decision::Act(Command::ReleaseLock { .. })), "nothing is looked up or launched");
+}
+
+#[test]
+fn a_safe_release_equal_to_the_live_one_or_with_nothing_live_goes_on_to_its_lookup() {
+    for live in [Some(release()), None] {
+        let found = Event::LiveReleaseFound { release_id: live.as_ref().map(|_| id(9)), release: live.map(Box::new) };
+        let given = locked_safe(&release()).then(0, found);
+
+        assert!(matches!(given.decide(0), Decision::Act(Command::ResolveResources { .. })), "{:?}", given.decide(0));
+    }
+}
+
+#[test]
+fn live_release_events_out_of_place_are_fold_errors() {
+    let validated = Given::requested(&release(), START).then(0, Event::ReleaseValidated);
+    let nothing = || Event::LiveReleaseFound { release_id: None, release: None };
+    let content_error = |given: Given| matches!(fold(&given.history), Err(FoldError::Content { .. }));
+
+    assert!(content_error(validated.then(0, nothing())), "before the lock");
+    assert!(content_error(locked_safe(&release()).then(0, nothing()).then(0, nothing())), "twice");
+    let half = Event::LiveReleaseFound { release_id: Some(id(9)), release: None };
+    assert!(content_error(locked_safe(&release()).then(0, half)), "an id without its release");
+    let refused = Event::SafeReleaseRefused { live_release: id(9), problems: vec![] };
+    assert!(content_error(locked_safe(&release()).then(0, refused)), "a refusal before the live release was found");
+}
+
+#[test]
+fn the_old_release_waits_out_the_slow_start_then_retires_by_its_strategy() {
+    use skald_engine::workflow::release::DetachStrategy;
+    // Given a second release whose resources record a 60 s slow start, healthy and final
+    let mut resolved_release = release();
+    resolved_release.detach_strategy = Some(DetachStrategy::SkipDetachCheck);
+    let mut given = Given::launched_from(Given::resolved_with(resolved_release));
+    let Event::ResourcesResolved { resolved } = &mut given.history[3].event else { unreachable!() };
+    resolved.wait_for_detach_secs = 60;
+    let old = skald_engine::workflow::resources::ExistingAsg {
+        name: "coinbase/deploy-test-production-web-01JOLD".into(),
+        desired_capacity: 2,
+        tags: BTreeMap::from([("ServiceName".to_string(), "web".to_string())]),
+        launch_template: None,
+        elbs: vec!["coinbase-deploy-test-web-elb".into()],
+        target_groups: Vec::new(),
+    };
+    resolved.dropped = vec![old.clone()];
+    let mut given = given.then(0, healthy_counts(3, 1)).then(0, Event::ServicesHealthy);
+    while let Decision::Act(command @ Command::SetCapacity { .. }) = given.decide(0) {
+        let Command::SetCapacity { service, asg, min_size, desired } = command.clone() else { unreachable!() };
+        given = given.then(0, Event::CommandStarted { command }).then(0, Event::CapacitySet { service, asg, min_size, desired });
+    }
+    let healthy_at = given.history.iter().find(|r| r.event == Event::ServicesHealthy).unwrap().at;
+
+    // When decide runs before and after the slow start is over
+    let before = given.decide(0);
+    let after = decide(&given.state(), healthy_at.plus_secs(60));
+
+    // Then it waits until 60 s after healthy, then detaches; detached, it deletes at once
+    assert_eq!(before, Decision::Wait { until: healthy_at.plus_secs(60) });
+    let Decision::Act(detach @ Command::Detach { .. }) = after else { panic!("{after:?}") };
+    let detached = given.then(60, Event::CommandStarted { command: detach }).then(0, Event::Detached { asg: old.name.clone() });
+    assert!(matches!(detached.decide(0), Decision::Act(Command::Delete { asg, .. }) if asg == old.name));
+}

@@ -11,7 +11,7 @@ use skald_engine::ports::LockKey;
 use skald_engine::runner::{Handled, RunError};
 use skald_engine::workflow::event::{Cleanliness, ErrorKind, Event};
 use skald_engine::workflow::names::TAG_DEPLOY_WITH;
-use skald_engine::workflow::release::Strategy;
+use skald_engine::workflow::release::{DetachStrategy, Strategy};
 use skald_engine::workflow::state::End;
 use skald_engine::workflow::CloudError;
 use support::*;
@@ -657,4 +657,277 @@ fn a_worker_that_loses_an_append_race_carries_the_deploy_on() {
     // Then it re-reads the history and closes the deploy itself
     assert!(matches!(handled, Handled::Finished { .. }), "{handled:?}");
     assert_eq!(types(&local.history(&id(2))), ["DeployRequested", "ReleaseValidated", "LockDenied", "DeployFailed"]);
+}
+
+// ---- safe_release (Odin's ValidateSafeRelease) -------------------------------------------------
+
+/// Given: the example release live as deploy 1 (not itself a safe release).
+fn world_with_live_release() -> skald_engine::adapters::local::Local {
+    let release = release();
+    let local = world(&release);
+    local.submit(&release, &id(1));
+    assert_eq!(run_until_end(&local, &id(1)).end, Some(End::Success));
+    local
+}
+
+fn safe(mut release: skald_engine::workflow::Release) -> skald_engine::workflow::Release {
+    release.safe_release = true;
+    release
+}
+
+#[test]
+fn a_safe_release_changing_instance_type_and_subnets_is_refused_naming_each_and_launches_nothing() {
+    // Given a live release, and a safe release changing web's instance type and the subnets
+    let local = world_with_live_release();
+    let mut changed = safe(release());
+    changed.services.get_mut("web").unwrap().instance_type = "m5.large".into();
+    changed.subnets = vec!["other_subnet_a".into()];
+    let launches_before = local.cloud.calls().iter().filter(|c| c.starts_with("launch")).count();
+
+    // When it deploys
+    local.submit(&changed, &id(2));
+    let state = run_until_end(&local, &id(2));
+
+    // Then the live release is found once the lock is held, and the refusal names both fields
+    assert!(failure(ErrorKind::BadRelease, Cleanliness::Clean)(&state.end));
+    let history = local.history(&id(2));
+    assert_eq!(
+        types(&history),
+        ["DeployRequested", "ReleaseValidated", "LockAcquired", "LiveReleaseFound", "SafeReleaseRefused", "LockReleased", "DeployFailed"]
+    );
+    assert!(matches!(&history[3].event, Event::LiveReleaseFound { release_id: Some(live), .. } if *live == id(1)));
+    let Event::SafeReleaseRefused { live_release, problems } = &history[4].event else { unreachable!() };
+    assert_eq!(*live_release, id(1));
+    let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+    assert_eq!(paths, ["subnets", "services.web.instance_type"]);
+    // And nothing was looked up or launched, the live release is untouched and the lock is free
+    let launches_after = local.cloud.calls().iter().filter(|c| c.starts_with("launch")).count();
+    assert_eq!(launches_after, launches_before);
+    assert!(local.cloud.asg_names().iter().all(|n| n.ends_with(&id(1))));
+    assert!(local.store.locks().is_empty());
+}
+
+#[test]
+fn a_safe_release_changing_only_the_ami_deploys_and_replaces_the_live_release() {
+    // Given a live release, and a safe release whose only change is its AMI (opted in)
+    let local = world_with_live_release();
+    let mut new_ami = safe(release());
+    new_ami.ami = "ubuntu-next".into();
+    local.cloud.add_image("ami-0bbbbbbbbbbbbbbbb", &[("Name", "ubuntu-next"), (TAG_DEPLOY_WITH, "skald")]);
+
+    // When it deploys
+    local.submit(&new_ami, &id(2));
+    let state = run_until_end(&local, &id(2));
+
+    // Then it passes the check and goes live in place of the first
+    assert_eq!(state.end, Some(End::Success));
+    let history = local.history(&id(2));
+    assert_eq!(types(&history)[3..5], ["LiveReleaseFound", "ResourcesResolved"]);
+    assert!(local.cloud.asg_names().iter().all(|n| n.ends_with(&id(2))));
+}
+
+#[test]
+fn a_safe_release_with_no_live_release_deploys() {
+    // Given nothing live
+    let release = safe(release());
+    let local = world(&release);
+
+    // When a safe release deploys
+    local.submit(&release, &id(1));
+    let state = run_until_end(&local, &id(1));
+
+    // Then there is nothing to compare with: it goes live
+    assert_eq!(state.end, Some(End::Success));
+    let history = local.history(&id(1));
+    assert_eq!(history[3].event, Event::LiveReleaseFound { release_id: None, release: None });
+    assert_eq!(history[4].event.name(), "ResourcesResolved");
+}
+
+#[test]
+fn a_safe_release_after_an_undeploy_finds_nothing_live() {
+    // Given a release that was live and then undeployed (the example's config allows it here)
+    let mut release = release();
+    release.config_name = "development".into();
+    let local = world(&release);
+    local.submit(&release, &id(1));
+    run_until_end(&local, &id(1));
+    local.undeploy(&release, &id(2), "done with it");
+    assert_eq!(run_until_end(&local, &id(2)).end, Some(End::Success));
+
+    // When a safe release with another instance type deploys
+    let mut changed = safe(release.clone());
+    changed.services.get_mut("web").unwrap().instance_type = "m5.large".into();
+    local.submit(&changed, &id(3));
+    let state = run_until_end(&local, &id(3));
+
+    // Then nothing is live to compare with, and it deploys
+    assert_eq!(state.end, Some(End::Success));
+    assert_eq!(local.history(&id(3))[3].event, Event::LiveReleaseFound { release_id: None, release: None });
+}
+
+#[test]
+fn a_safe_release_is_not_judged_safe_against_a_history_that_cannot_be_read() {
+    // Given a live release whose history was altered in place (its chain no longer verifies)
+    let local = world_with_live_release();
+    local.store.tamper(&id(1), 2, |event| event.at = event.at.plus_ms(1));
+
+    // When a safe release deploys
+    local.submit(&safe(release()), &id(2));
+    let state = run_until_end(&local, &id(2));
+
+    // Then finding the live release fails for good: the deploy fails clean before any launch
+    assert!(failure(ErrorKind::Deploy, Cleanliness::Clean)(&state.end), "{state:?}");
+    let history = local.history(&id(2));
+    let failed = history.iter().find_map(|r| match &r.event {
+        Event::CommandFailed { command, error, .. } if command == "find_live_release" => Some(error.clone()),
+        _ => None,
+    });
+    assert_eq!(failed.and_then(|e| e.code).as_deref(), Some("CorruptHistory"));
+    assert!(!history.iter().any(|r| r.event.name() == "ServiceLaunched"));
+    assert!(local.store.locks().is_empty());
+}
+
+// ---- detach_strategy and the slow-start wait (Odin's DetachForSuccess, wait_for_detach) --------
+
+fn old_web() -> String {
+    web_asg(1)
+}
+
+/// The calls retiring `asg` made on the cloud, in order: detach, is_detached, delete.
+fn calls_on(local: &skald_engine::adapters::local::Local, asg: &str) -> Vec<String> {
+    let retiring = ["detach", "is_detached", "delete"].map(|call| format!("{call} {asg}"));
+    local.cloud.calls().into_iter().filter(|c| retiring.contains(c)).map(|c| c.replace(&format!(" {asg}"), "")).collect()
+}
+
+/// When: a second release with `strategy` replaces the live first one.
+fn replace_with(strategy: Option<DetachStrategy>) -> skald_engine::adapters::local::Local {
+    let local = world_with_live_release();
+    let mut second = release();
+    second.detach_strategy = strategy;
+    local.submit(&second, &id(2));
+    assert_eq!(run_until_end(&local, &id(2)).end, Some(End::Success));
+    local
+}
+
+/// The teardown events recorded for `asg`.
+fn retirement_of(local: &skald_engine::adapters::local::Local, deploy: &str, asg: &str) -> Vec<&'static str> {
+    local
+        .history(deploy)
+        .iter()
+        .filter(|r| match &r.event {
+            Event::Detached { asg: a } | Event::DetachConfirmed { asg: a, .. } | Event::AsgDeleted { asg: a } => a == asg,
+            Event::CommandStarted { command } => command.teardown_asg() == Some(asg),
+            _ => false,
+        })
+        .map(|r| match &r.event {
+            Event::CommandStarted { command } => command.name(),
+            other => other.name(),
+        })
+        .collect()
+}
+
+#[test]
+fn detach_detaches_the_old_asg_waits_until_it_has_left_its_load_balancers_then_deletes_it() {
+    // Given a live release; when the next one, with the default strategy, replaces it
+    let local = replace_with(Some(DetachStrategy::Detach));
+
+    // Then the old web ASG is detached, seen to be detached (the drain), then deleted
+    assert_eq!(retirement_of(&local, &id(2), &old_web()), ["detach", "Detached", "DetachConfirmed", "delete", "AsgDeleted"]);
+    let calls = calls_on(&local, &old_web());
+    assert_eq!(calls.first().map(String::as_str), Some("detach"));
+    assert!(calls.iter().any(|c| c == "is_detached"), "{calls:?}");
+    assert_eq!(calls.last().map(String::as_str), Some("delete"));
+}
+
+#[test]
+fn an_absent_detach_strategy_retires_the_old_asg_as_detach_does() {
+    let local = replace_with(None);
+
+    assert_eq!(retirement_of(&local, &id(2), &old_web()), ["detach", "Detached", "DetachConfirmed", "delete", "AsgDeleted"]);
+}
+
+#[test]
+fn skip_detach_check_detaches_the_old_asg_and_deletes_it_without_waiting_to_see_it_detached() {
+    let local = replace_with(Some(DetachStrategy::SkipDetachCheck));
+
+    assert_eq!(retirement_of(&local, &id(2), &old_web()), ["detach", "Detached", "delete", "AsgDeleted"]);
+    assert_eq!(calls_on(&local, &old_web()), ["detach", "delete"], "never asked whether it is detached");
+}
+
+#[test]
+fn skip_detach_deletes_the_old_asg_without_detaching_it() {
+    let local = replace_with(Some(DetachStrategy::SkipDetach));
+
+    assert_eq!(retirement_of(&local, &id(2), &old_web()), ["delete", "AsgDeleted"]);
+    assert_eq!(calls_on(&local, &old_web()), ["delete"]);
+    assert!(local.cloud.asg_names().iter().all(|n| n.ends_with(&id(2))));
+}
+
+#[test]
+fn a_failed_deploy_still_detaches_its_own_asgs_whatever_the_strategy() {
+    // Given a live release and a second one with SkipDetach that never gets healthy
+    let local = world_with_live_release();
+    let mut second = release();
+    second.detach_strategy = Some(DetachStrategy::SkipDetach);
+    local.cloud.set_fate(&id(2), Fate::NeverHealthy);
+
+    // When it times out
+    local.submit(&second, &id(2));
+    let state = run_until_end(&local, &id(2));
+
+    // Then its new web ASG is drained before it goes (the strategy is about the old release)
+    assert!(failure(ErrorKind::Timeout, Cleanliness::Clean)(&state.end));
+    assert_eq!(retirement_of(&local, &id(2), &web_asg(2))[..2], ["detach", "Detached"]);
+}
+
+#[test]
+fn the_old_release_is_detached_only_once_the_new_target_groups_slow_start_is_over() {
+    // Given a live release, and the web target group with a 120 s slow start
+    let local = world_with_live_release();
+    local.cloud.set_slow_start("coinbase-deploy-test-web-tg", 120);
+
+    // When the next release deploys
+    local.submit(&release(), &id(2));
+    let state = run_until_end(&local, &id(2));
+
+    // Then the lookup's slow start is recorded, and the old web ASG is detached 120 s or more
+    // after the new release was healthy
+    assert_eq!(state.end, Some(End::Success));
+    let history = local.history(&id(2));
+    let Some(Event::ResourcesResolved { resolved }) = history.iter().map(|r| &r.event).find(|e| e.name() == "ResourcesResolved") else {
+        unreachable!()
+    };
+    assert_eq!(resolved.wait_for_detach_secs, 120);
+    let at = |name: &str| history.iter().find(|r| r.event.name() == name).map(|r| r.at).unwrap();
+    let healthy_at = at("ServicesHealthy");
+    assert!(at("Detached").ms_since(healthy_at) >= 120_000, "detached {} ms after healthy", at("Detached").ms_since(healthy_at));
+}
+
+#[test]
+fn without_slow_start_the_old_release_is_detached_as_soon_as_the_new_one_is_final() {
+    let local = replace_with(None);
+
+    let history = local.history(&id(2));
+    let Some(Event::ResourcesResolved { resolved }) = history.iter().map(|r| &r.event).find(|e| e.name() == "ResourcesResolved") else {
+        unreachable!()
+    };
+    assert_eq!(resolved.wait_for_detach_secs, 0);
+    let at = |name: &str| history.iter().find(|r| r.event.name() == name).map(|r| r.at).unwrap();
+    assert!(at("Detached").ms_since(at("ServicesHealthy")) < 120_000);
+}
+
+#[test]
+fn a_slow_start_wait_is_bounded_by_elbv2s_longest() {
+    // Given a target group reporting a slow start longer than ELBv2 allows
+    let local = world_with_live_release();
+    local.cloud.set_slow_start("coinbase-deploy-test-web-tg", 86_400);
+
+    local.submit(&release(), &id(2));
+    run_until_end(&local, &id(2));
+
+    let history = local.history(&id(2));
+    let Some(Event::ResourcesResolved { resolved }) = history.iter().map(|r| &r.event).find(|e| e.name() == "ResourcesResolved") else {
+        unreachable!()
+    };
+    assert_eq!(resolved.wait_for_detach_secs, skald_engine::workflow::resources::SLOW_START_SECS_MAX);
 }

@@ -13,7 +13,7 @@ use skald_engine::adapters::sim::{Fate, Op, Timings};
 use skald_engine::codec::{self, StoredEvent};
 use skald_engine::workflow::listener_rule::RuleAction;
 use skald_engine::workflow::names::{TAG_CONFIG, TAG_PROJECT, TAG_SERVICE};
-use skald_engine::workflow::release::{OnConcurrentDeploy, Strategy, Traffic};
+use skald_engine::workflow::release::{DetachStrategy, OnConcurrentDeploy, Strategy, Traffic};
 use skald_engine::workflow::resources::FoundTemplate;
 use skald_engine::workflow::{CloudError, Release, Timestamp};
 use std::collections::BTreeMap;
@@ -111,6 +111,21 @@ pub fn scenarios() -> Vec<Scenario> {
             name: "capacity-reasserted",
             shows: "Odin's rules: an ASG lowered by someone else mid-deploy is set back at the next check (never lowered by a deploy)",
             run: capacity_reasserted,
+        },
+        Scenario {
+            name: "safe-release-refused",
+            shows: "safe_release: a second release changing web's instance type and the subnets, compared with the live release once locked, refused naming both before anything launches",
+            run: safe_release_refused,
+        },
+        Scenario {
+            name: "slow-start-skip-detach-check",
+            shows: "a second release whose target group has a 120 s slow start and detach_strategy SkipDetachCheck: the old web ASG is detached 120 s after the new release is healthy and deleted without waiting to see it detached",
+            run: slow_start_skip_detach_check,
+        },
+        Scenario {
+            name: "skip-detach",
+            shows: "a second release with detach_strategy SkipDetach: the old ASGs are deleted without being detached",
+            run: skip_detach,
         },
         Scenario {
             name: "retried-and-resumed",
@@ -264,6 +279,33 @@ fn undeploy() -> Vec<StoredEvent> {
 fn undeploy_refused() -> Vec<StoredEvent> {
     let local = after_first_release(&release());
     local.undeploy(&release(), &id(2), "cleaning up");
+    finish(&local, &id(2))
+}
+
+fn safe_release_refused() -> Vec<StoredEvent> {
+    let local = after_first_release(&release());
+    let mut changed = release();
+    changed.safe_release = true;
+    changed.services.get_mut("web").expect("the example has web").instance_type = "m5.large".into();
+    changed.subnets = vec!["other_private_subnet_a".into()];
+    local.submit(&changed, &id(2));
+    finish(&local, &id(2))
+}
+
+fn slow_start_skip_detach_check() -> Vec<StoredEvent> {
+    let mut release = release();
+    release.detach_strategy = Some(DetachStrategy::SkipDetachCheck);
+    let local = after_first_release(&release);
+    local.cloud.set_slow_start(&release.services["web"].target_groups[0], 120);
+    local.submit(&release, &id(2));
+    finish(&local, &id(2))
+}
+
+fn skip_detach() -> Vec<StoredEvent> {
+    let mut release = release();
+    release.detach_strategy = Some(DetachStrategy::SkipDetach);
+    let local = after_first_release(&release);
+    local.submit(&release, &id(2));
     finish(&local, &id(2))
 }
 

@@ -58,6 +58,9 @@ const ENDS: &[(&str, &str)] = &[
     ("asg-missing", "FailureClean"),
     ("capacity-reasserted", "Success"),
     ("traffic-first-copy", "Success"),
+    ("safe-release-refused", "FailureClean"),
+    ("slow-start-skip-detach-check", "Success"),
+    ("skip-detach", "Success"),
 ];
 
 #[test]

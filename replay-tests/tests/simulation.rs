@@ -170,6 +170,9 @@ fn seeds_cover_clones_rollbacks_and_undeploys() {
     // automatic undeploy.
     let reports: Vec<sim::Report> = (0..300).map(|seed| sim::run(seed, None).unwrap_or_else(|f| panic!("{f}"))).collect();
     let seeds_with = |kind: &str| reports.iter().filter(|r| r.histories.values().any(|h| h.iter().any(|e| e.kind == kind))).count();
+    type History = [skald_engine::codec::StoredEvent];
+    let has = |h: &History, kind: &str, text: &str| h.iter().any(|e| e.kind == kind && e.body.to_string().contains(text));
+    let seeds_where = |wanted: &dyn Fn(&History) -> bool| reports.iter().filter(|r| r.histories.values().any(|h| wanted(h))).count();
     let refused = reports
         .iter()
         .filter(|r| r.histories.values().flatten().any(|e| e.kind == "ReleaseRejected" && e.body.to_string().contains("allow_undeploy")))
@@ -198,6 +201,18 @@ fn seeds_cover_clones_rollbacks_and_undeploys() {
         ("an undeploy removing a listener rule", seeds_with("RuleRemoved")),
         ("an undeploy refused by allow_undeploy", refused),
         ("an automatic undeploy", automatic),
+        ("a safe release refused", seeds_with("SafeReleaseRefused")),
+        ("a safe release let through", seeds_where(&|h| has(h, "LiveReleaseFound", "") && has(h, "ResourcesResolved", ""))),
+        (
+            "an old ASG deleted without a detach (SkipDetach)",
+            seeds_where(&|h| has(h, "DeployRequested", "SkipDetach\"") && has(h, "AsgDeleted", "") && !has(h, "Detached", "")),
+        ),
+        (
+            "an old ASG deleted after a slow start",
+            seeds_where(&|h| {
+                has(h, "ResourcesResolved", "wait_for_detach_secs") && has(h, "AsgDeleted", "") && has(h, "DeploySucceeded", "")
+            }),
+        ),
     ] {
         assert!(count > 0, "no seed of 300 has {flow}");
     }

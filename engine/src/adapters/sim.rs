@@ -109,6 +109,8 @@ struct World {
     security_groups: Vec<Found>,
     elbs: BTreeMap<String, Found>,
     target_groups: BTreeMap<String, Found>,
+    /// Slow-start durations of target groups, by name (none: slow start off).
+    slow_starts: BTreeMap<String, u32>,
     instance_profiles: BTreeMap<String, FoundProfile>,
     roles: BTreeMap<String, String>,
     topics: BTreeMap<String, String>,
@@ -187,6 +189,12 @@ impl SimCloud {
     }
 
     /// A template target group a traffic-shifted service clones; returns its ARN.
+    /// Turns on slow start for a target group added with `add_target_group`: new targets get
+    /// their full share of requests over `secs`.
+    pub fn set_slow_start(&self, name: &str, secs: u32) {
+        self.with(|w| w.slow_starts.insert(name.into(), secs));
+    }
+
     pub fn add_template_target_group(&self, name: &str, tags: &[(&str, &str)], shape: TargetGroupShape) -> String {
         let arn = target_group_arn(name);
         let template = FoundTargetGroup { arn: arn.clone(), tags: found(&arn, tags).tags, shape };
@@ -396,6 +404,7 @@ impl SimCloud {
                 templates: pick(&w.templates, &query.templates),
                 images_by_prefix: images_by_prefix(&w.named_images, query),
                 alarms: query.alarms.iter().filter(|a| w.alarms.contains_key(*a)).cloned().collect(),
+                slow_start_secs: pick(&w.slow_starts, &query.target_groups),
             }
         })
     }

@@ -143,6 +143,8 @@ fn expect_outcome(state: &State, command: &Command, rest: &[Recorded]) -> Result
             return expect_exactly(rest, expected(), &exact(Outcome::Done(Ok(()))));
         }
         Command::CheckDetached { .. } => return expect_exactly(rest, expected(), &exact(Outcome::Detached(Ok(true)))),
+        // What the log held is taken as recorded, like what the cloud said.
+        Command::FindLiveRelease { .. } => matches!(first.event, Event::LiveReleaseFound { .. }),
         Command::ResolveResources { .. } => match &first.event {
             Event::UndeployPlanned { .. } => state.undeploy.is_some(),
             Event::ResourcesResolved { resolved } => {

@@ -6,7 +6,7 @@
 
 use super::health::ServiceReport;
 use super::listener_rule::RuleCopy;
-use super::release::Policy;
+use super::release::{Policy, Release};
 use super::resources::{Lookup, Query, ResolvedHook, ResolvedTemplate, RuleCondition, Tags, TargetGroupShape, Weighted};
 use super::time::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -28,6 +28,13 @@ pub enum Command {
     CancelDeploy {
         deploy: String,
         reason: String,
+    },
+    /// Find the release live on the project-config in the log (not the cloud): what a
+    /// `safe_release` is compared with. Asked once the lock is held, so it cannot change under
+    /// the deploy. Repeating it is harmless.
+    FindLiveRelease {
+        project: String,
+        config: String,
     },
     /// Look up every resource the release names.
     ResolveResources {
@@ -122,6 +129,7 @@ impl Command {
         match self {
             Command::AcquireLock { .. } => "acquire_lock",
             Command::CancelDeploy { .. } => "cancel_deploy",
+            Command::FindLiveRelease { .. } => "find_live_release",
             Command::ResolveResources { .. } => "resolve_resources",
             Command::CreateTargetGroup { .. } => "create_target_group",
             Command::Launch { .. } => "launch",
@@ -153,6 +161,7 @@ impl fmt::Display for Command {
         match self {
             Command::AcquireLock { project, config, .. } => write!(f, "lock {project} {config}"),
             Command::CancelDeploy { deploy, .. } => write!(f, "cancel deploy {deploy}"),
+            Command::FindLiveRelease { project, config } => write!(f, "find the live release of {project} {config}"),
             Command::ResolveResources { .. } => write!(f, "resolve resources"),
             Command::CreateTargetGroup { service, name, .. } => write!(f, "create target group {name} for {service}"),
             Command::Launch { spec } => {
@@ -304,6 +313,8 @@ pub enum Outcome {
         holder: String,
     },
     Looked(Result<Lookup, CloudError>),
+    /// The live release (its deploy's id and its release), or none.
+    LiveFound(Result<Option<(String, Box<Release>)>, CloudError>),
     Done(Result<(), CloudError>),
     /// A target group exists: its ARN.
     Created(Result<String, CloudError>),

@@ -12,6 +12,7 @@ use super::health::AsgSize;
 use super::names;
 use super::release::Traffic;
 use super::resources::{Query, ResolvedTraffic};
+use super::safe_release;
 use super::settings::Settings;
 use super::state::{Lock, LockWait, ServiceProgress, State, Teardown, TeardownStage, TrafficProgress, ATTEMPTS_MAX};
 use super::time::Timestamp;
@@ -62,7 +63,7 @@ pub fn decide(state: &State, now: Timestamp) -> Decision {
         return decision;
     }
     if let Some(teardown) = next_teardown(state) {
-        return tear_down(state, teardown, now);
+        return slow_start_wait(state, now).unwrap_or_else(|| tear_down(state, teardown, now));
     }
     if let Some(wait) = retry_backoff(state, now) {
         return wait;
@@ -75,6 +76,9 @@ pub fn decide(state: &State, now: Timestamp) -> Decision {
         (Lock::Untried, None) => return acquire_lock(state, now),
         (Lock::Held { .. }, _) => {}
         (Lock::Denied | Lock::Released, _) => unreachable!("lock {:?} without a failure or an end", state.lock),
+    }
+    if let Some(decision) = safe_release_step(state) {
+        return decision;
     }
     if state.undeploy.is_some() {
         // Not planned yet, or `cleanup_ready` would have held.
@@ -89,6 +93,27 @@ pub fn decide(state: &State, now: Timestamp) -> Decision {
         return final_capacity(state);
     }
     deploying(state, now)
+}
+
+/// Odin's `ValidateSafeRelease`, once the lock is held (so the live release cannot change under
+/// the deploy) and before anything is looked up or launched: find the live release in the log,
+/// then refuse a `safe_release` that changes more than its AMI and user data. Only a release
+/// asking for the check takes this step, so every other history decides as it always did.
+fn safe_release_step(state: &State) -> Option<Decision> {
+    let request = state.request.as_ref().expect("checked by decide");
+    if state.undeploy.is_some() || !request.release.safe_release || state.resolved.is_some() {
+        return None;
+    }
+    let Some(live) = &state.live_release else {
+        let release = &request.release;
+        return Some(Decision::Act(Command::FindLiveRelease {
+            project: release.project_name.clone(),
+            config: release.config_name.clone(),
+        }));
+    };
+    let problems = safe_release::check(live.release.as_ref(), &request.release);
+    let live_release = live.release_id.clone().unwrap_or_default();
+    (!problems.is_empty()).then(|| Decision::Emit(vec![Event::SafeReleaseRefused { live_release, problems }]))
 }
 
 fn validate_request(state: &State) -> Decision {
@@ -413,6 +438,14 @@ fn cleanup_ready(state: &State) -> bool {
 
 fn next_teardown(state: &State) -> Option<&Teardown> {
     cleanup_ready(state).then(|| state.teardown.iter().find(|t| !t.is_finished())).flatten()
+}
+
+/// Odin's `wait_for_detach`: after success the old release keeps serving until the new release's
+/// target groups have ramped its instances up (their slow start), so they never take the whole
+/// load at once. Only a release whose groups have a slow start waits.
+fn slow_start_wait(state: &State, now: Timestamp) -> Option<Decision> {
+    let until = state.detach_after.filter(|_| state.failure.is_none())?;
+    (now < until).then_some(Decision::Wait { until })
 }
 
 fn tear_down(state: &State, teardown: &Teardown, now: Timestamp) -> Decision {

@@ -142,6 +142,21 @@ pub enum Event {
     ResourcesRejected {
         problems: Vec<Problem>,
     },
+    /// The release live on the project-config when the lock was taken, as the log records it
+    /// (the newest deploy that succeeded, unless an undeploy succeeded after it): a
+    /// `safe_release` is compared with it. Both fields are absent when nothing is live.
+    LiveReleaseFound {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        release_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        release: Option<Box<Release>>,
+    },
+    /// A `safe_release` changes more than the AMI and the user data of the live release: every
+    /// field that differs, by path. The deploy fails with BadRelease before anything launches.
+    SafeReleaseRefused {
+        live_release: String,
+        problems: Vec<Problem>,
+    },
     /// What an undeploy removes: the project-config's ASGs that skald manages, and the listener
     /// rules that send traffic to them.
     UndeployPlanned {
@@ -253,6 +268,8 @@ impl Event {
             Event::LockFreed { .. } => "LockFreed",
             Event::ResourcesResolved { .. } => "ResourcesResolved",
             Event::ResourcesRejected { .. } => "ResourcesRejected",
+            Event::LiveReleaseFound { .. } => "LiveReleaseFound",
+            Event::SafeReleaseRefused { .. } => "SafeReleaseRefused",
             Event::UndeployPlanned { .. } => "UndeployPlanned",
             Event::CommandStarted { .. } => "CommandStarted",
             Event::CommandFailed { .. } => "CommandFailed",
@@ -290,7 +307,7 @@ impl Event {
 }
 
 /// Every event type this skald knows, by its stored name.
-pub const EVENT_TYPES: [&str; 32] = [
+pub const EVENT_TYPES: [&str; 34] = [
     "DeployRequested",
     "ReleaseValidated",
     "ReleaseRejected",
@@ -323,6 +340,8 @@ pub const EVENT_TYPES: [&str; 32] = [
     "LockFreed",
     "AlarmFiring",
     "AsgMissing",
+    "LiveReleaseFound",
+    "SafeReleaseRefused",
 ];
 
 /// The schema version this skald reads and writes for each event type; `None` for a type it
@@ -367,6 +386,12 @@ impl fmt::Display for Event {
                 write!(f, "rejected: {}", listed.join("; "))
             }
             Event::LockAcquired { lease_until, .. } => write!(f, "lock acquired (lease until {lease_until})"),
+            Event::LiveReleaseFound { release_id: Some(live), .. } => write!(f, "live release is {live}"),
+            Event::LiveReleaseFound { release_id: None, .. } => write!(f, "no release is live"),
+            Event::SafeReleaseRefused { live_release, problems } => {
+                let listed: Vec<String> = problems.iter().map(Problem::to_string).collect();
+                write!(f, "safe_release refused: differs from live release {live_release}: {}", listed.join("; "))
+            }
             Event::LockDenied { holder } => write!(f, "lock held by deploy {holder}"),
             Event::ConcurrentDeployCancelled { holder } => write!(f, "cancelled deploy {holder}; waiting for its cleanup"),
             Event::LockFreed { holder } => write!(f, "deploy {holder} ended and gave the lock back"),
@@ -388,8 +413,12 @@ impl fmt::Display for Event {
                     })
                     .collect();
                 match resolved.ami_id.as_str() {
-                    "" => write!(f, "resources checked, AMI as in the launch template versions named; {}", plans.join("; ")),
-                    ami => write!(f, "resources checked, AMI {ami}; {}", plans.join("; ")),
+                    "" => write!(f, "resources checked, AMI as in the launch template versions named; {}", plans.join("; "))?,
+                    ami => write!(f, "resources checked, AMI {ami}; {}", plans.join("; "))?,
+                }
+                match resolved.wait_for_detach_secs {
+                    0 => Ok(()),
+                    secs => write!(f, "; the old release goes {secs} s after the new is healthy (slow start)"),
                 }
             }
             Event::CommandStarted { command } => write!(f, "started: {command}"),

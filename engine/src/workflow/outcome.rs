@@ -46,6 +46,11 @@ pub fn record(state: &State, command: &Command, outcome: Outcome, now: Timestamp
             Ok(()) => Event::ConcurrentDeployCancelled { holder: deploy.clone() },
             Err(error) => failed(error),
         }]),
+        (Command::FindLiveRelease { .. }, Outcome::LiveFound(found)) => recorded(vec![match found {
+            Ok(Some((release_id, release))) => Event::LiveReleaseFound { release_id: Some(release_id), release: Some(release) },
+            Ok(None) => Event::LiveReleaseFound { release_id: None, release: None },
+            Err(error) => failed(error),
+        }]),
         (Command::ResolveResources { .. }, Outcome::Looked(looked)) if state.undeploy.is_some() => recorded(vec![match looked {
             Ok(lookup) => {
                 let (asgs, rules) = resources::plan_undeploy(state.release(), &lookup);

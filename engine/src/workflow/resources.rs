@@ -180,6 +180,10 @@ pub struct Lookup {
     /// The alarms asked for that exist.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub alarms: BTreeSet<String>,
+    /// The slow-start duration (ELBv2's `slow_start.duration_seconds`) of each target group in
+    /// `target_groups` whose slow start is on, by the name asked for.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub slow_start_secs: BTreeMap<String, u32>,
 }
 
 /// A template ASG as the cloud reports it: what a clone's plan needs (the adapter copies the
@@ -280,7 +284,20 @@ pub struct Resolved {
     pub lifecycle_hooks: Vec<ResolvedHook>,
     /// ASGs of services this release drops: deleted after success.
     pub dropped: Vec<ExistingAsg>,
+    /// Odin's `wait_for_detach`: the longest slow start of the release's target groups. After
+    /// success the old release is not detached (or deleted) before the new one has been healthy
+    /// this long, so its instances reach their full share of traffic before they carry it all.
+    /// Absent (0) in histories recorded before it was looked up.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub wait_for_detach_secs: u32,
 }
+
+fn is_zero(secs: &u32) -> bool {
+    *secs == 0
+}
+
+/// ELBv2's longest slow start: a longer one reported is a bad answer, and every wait is bounded.
+pub const SLOW_START_SECS_MAX: u32 = 900;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResolvedService {
@@ -419,9 +436,17 @@ pub fn check(release: &Release, release_id: &str, lookup: &Lookup, settings: &Se
             services,
             lifecycle_hooks,
             dropped,
+            wait_for_detach_secs: wait_for_detach_secs(release, lookup),
         }),
         _ => Err(problems),
     }
+}
+
+/// Odin's `wait_for_detach`: the longest slow start among the target groups the release's
+/// services join, within ELBv2's bound.
+fn wait_for_detach_secs(release: &Release, lookup: &Lookup) -> u32 {
+    let groups = release.services.values().flat_map(|s| &s.target_groups);
+    groups.filter_map(|tg| lookup.slow_start_secs.get(tg)).max().map_or(0, |secs| (*secs).min(SLOW_START_SECS_MAX))
 }
 
 /// The AMI a release deploys, as checked.

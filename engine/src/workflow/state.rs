@@ -10,7 +10,7 @@ use super::command::Command;
 use super::event::{Cleanliness, ErrorKind, Event, Freshness, Recorded, RULES_CURRENT, RULES_FIRST, RULES_ODIN};
 use super::health::HealthCounts;
 use super::names::{self, TemplateValues};
-use super::release::{OnConcurrentDeploy, Release};
+use super::release::{DetachStrategy, OnConcurrentDeploy, Release};
 use super::resources::{ExistingAsg, LiveRule, Resolved, ResolvedService};
 use super::settings::Settings;
 use super::time::Timestamp;
@@ -52,6 +52,26 @@ pub struct State {
     /// This history is an undeploy, not a deploy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub undeploy: Option<Undeploy>,
+    /// What was live when a `safe_release` took its lock (`LiveReleaseFound`); only such a
+    /// release looks, so other states keep their hashes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live_release: Option<LiveRelease>,
+    /// After success, when the old release may start to go: the new release's target groups'
+    /// slow start is over (`Resolved::wait_for_detach_secs`). Set only when there is one, so
+    /// other states keep their hashes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detach_after: Option<Timestamp>,
+}
+
+/// The release a `safe_release` is compared with: the live one, or none (then any release is
+/// safe).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LiveRelease {
+    /// The deploy that made it live.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<Release>,
 }
 
 /// How long a deploy waits for the deploy it cancelled to clean up and give the lock back.
@@ -209,6 +229,11 @@ pub struct Teardown {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule: Option<LiveRule>,
     pub stage: TeardownStage,
+    /// Detached, it is deleted without waiting to see it leave its load balancers (an old ASG
+    /// under `detach_strategy: SkipDetachCheck`). Skipped when false: older states keep their
+    /// hashes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skip_detach_check: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -357,6 +382,15 @@ fn check_references(state: &State, event: &Event) -> Result<(), String> {
         Event::UndeployPlanned { .. } if state.undeploy.as_ref().is_none_or(|u| u.planned) => {
             Err("plans an undeploy in a history that is not an unplanned undeploy".into())
         }
+        Event::LiveReleaseFound { .. } | Event::SafeReleaseRefused { .. } if state.undeploy.is_some() => {
+            Err("belongs to a deploy, not an undeploy".into())
+        }
+        Event::LiveReleaseFound { .. } if !matches!(state.lock, Lock::Held { .. }) => Err("comes while the lock is not held".into()),
+        Event::LiveReleaseFound { .. } if state.live_release.is_some() => Err("finds the live release a second time".into()),
+        Event::LiveReleaseFound { release_id, release } if release_id.is_some() != release.is_some() => {
+            Err("must name both the live release's id and its release, or neither".into())
+        }
+        Event::SafeReleaseRefused { .. } if state.live_release.is_none() => Err("comes before the live release was found".into()),
         Event::ConcurrentDeployCancelled { .. } if state.waiting.is_none() => Err("comes while no deploy was waiting for the lock".into()),
         Event::RuleRemoved { asg } => torn_down(asg),
         Event::Detached { asg } | Event::DetachConfirmed { asg, .. } | Event::AsgDeleted { asg } | Event::TeardownAbandoned { asg, .. } => {
@@ -453,6 +487,13 @@ fn apply(state: &mut State, event: &Event, at: Timestamp) {
             teardown.stage = first_stage(&teardown.elbs, &teardown.target_groups);
         }
         Event::ResourcesResolved { resolved } => resolve(state, resolved),
+        Event::LiveReleaseFound { release_id, release } => {
+            state.live_release = Some(LiveRelease { release_id: release_id.clone(), release: release.as_deref().cloned() });
+        }
+        Event::SafeReleaseRefused { live_release, problems } => {
+            let reason = format!("safe_release: differs from the live release {live_release}: {}", summarize(problems));
+            fail(state, ErrorKind::BadRelease, reason);
+        }
         Event::CommandStarted { command } => {
             assert!(state.pending.is_none(), "a second command started before {:?} finished", state.pending);
             match command {
@@ -527,7 +568,13 @@ fn apply(state: &mut State, event: &Event, at: Timestamp) {
             state.healthy = true;
             let resolved = state.resolved.as_ref().expect("healthy before resources were resolved");
             let old = resolved.services.values().filter_map(|s| s.previous.as_ref()).chain(&resolved.dropped);
-            state.teardown = old.map(teardown_of_existing).collect();
+            let strategy = state.request.as_ref().expect("checked by check_shape").release.detach_strategy();
+            let teardown = old.map(|asg| retiring(asg, strategy)).collect();
+            let slow_start_secs = u64::from(resolved.wait_for_detach_secs);
+            state.teardown = teardown;
+            if slow_start_secs > 0 {
+                state.detach_after = Some(at.plus_secs(slow_start_secs));
+            }
         }
         Event::HaltRequested { reason, requested_by } => {
             // Halts are honoured until the release is live (or an undeploy knows what it removes);
@@ -547,7 +594,11 @@ fn apply(state: &mut State, event: &Event, at: Timestamp) {
         Event::AsgMissing { service, asg } => fail(state, ErrorKind::Halt, format!("{service}: its ASG {asg} is gone")),
         Event::Detached { asg } => {
             state.pending = None;
-            state.teardown_mut(asg).stage = TeardownStage::AwaitDetach { since: at };
+            let teardown = state.teardown_mut(asg);
+            teardown.stage = match teardown.skip_detach_check {
+                true => TeardownStage::Delete,
+                false => TeardownStage::AwaitDetach { since: at },
+            };
         }
         Event::DetachConfirmed { asg, .. } => state.teardown_mut(asg).stage = TeardownStage::Delete,
         Event::AsgDeleted { asg } => {
@@ -665,6 +716,23 @@ fn teardown_of_existing(asg: &ExistingAsg) -> Teardown {
     teardown(&asg.name, own_template, asg.elbs.clone(), asg.target_groups.clone(), own_group)
 }
 
+/// An old ASG retired after success, as the release's `detach_strategy` says (Odin's
+/// `DetachForSuccess`): detached and seen to leave its load balancers (`Detach`, the default and
+/// what every history before the field decided), detached without waiting to see it
+/// (`SkipDetachCheck`), or deleted as it is (`SkipDetach`). An ASG behind no load balancer is
+/// deleted whatever the strategy.
+fn retiring(asg: &ExistingAsg, strategy: DetachStrategy) -> Teardown {
+    let mut teardown = teardown_of_existing(asg);
+    if teardown.stage == TeardownStage::Detach {
+        match strategy {
+            DetachStrategy::Detach => {}
+            DetachStrategy::SkipDetachCheck => teardown.skip_detach_check = true,
+            DetachStrategy::SkipDetach => teardown.stage = TeardownStage::Delete,
+        }
+    }
+    teardown
+}
+
 fn teardown(
     asg: &str,
     launch_template: Option<String>,
@@ -673,7 +741,16 @@ fn teardown(
     own_group: Option<String>,
 ) -> Teardown {
     let stage = first_stage(&elbs, &target_groups);
-    Teardown { asg: asg.to_string(), launch_template, elbs, target_groups, target_group: own_group, rule: None, stage }
+    Teardown {
+        asg: asg.to_string(),
+        launch_template,
+        elbs,
+        target_groups,
+        target_group: own_group,
+        rule: None,
+        stage,
+        skip_detach_check: false,
+    }
 }
 
 /// An ASG behind load balancers is detached (and drained) before it is deleted.

@@ -5,7 +5,7 @@ use super::rng::Rng;
 use skald_engine::adapters::local::{example_release, example_traffic, provision_traffic, template_for};
 use skald_engine::adapters::sim::{Fate, SimCloud, Timings};
 use skald_engine::workflow::names::{instance_profile_paths, ALL, DEPLOYER, TAG_CONFIG, TAG_DEPLOY_WITH, TAG_PROJECT, TAG_SERVICE};
-use skald_engine::workflow::release::{OnConcurrentDeploy, Service, Strategy, Traffic};
+use skald_engine::workflow::release::{DetachStrategy, OnConcurrentDeploy, Service, Strategy, Traffic};
 use skald_engine::workflow::resources::FoundTemplate;
 use skald_engine::workflow::Release;
 
@@ -37,6 +37,9 @@ pub struct Scenario {
     pub template_configs: Vec<String>,
     /// Alarms gating traffic configs' shifts: (name, ms it goes off, ms it is quiet again).
     pub alarms: Vec<(String, u64, u64)>,
+    /// Configs whose web target group has a slow start, and its seconds (Odin's
+    /// `wait_for_detach`: the old release goes that long after the new one is healthy).
+    pub slow_starts: Vec<(String, u32)>,
     pub deploys: Vec<Planned>,
     /// (virtual ms after the start, config) of each halt a person sends.
     pub halts: Vec<(u64, String)>,
@@ -70,6 +73,14 @@ impl Scenario {
         let mut alarm_rng = Rng::new(seed ^ 0x616c_6172_6d73);
         // Odin's step rollouts past a bad instance, on a stream of their own as well.
         let mut odin_rng = Rng::new(seed ^ 0x6f64_696e_7374_6570);
+        // Its own stream, so the draws of older seeds stay as they were.
+        let mut retire_rng = Rng::new(seed ^ 0x7265_7469_7265);
+        let mut slow_starts: Vec<(String, u32)> = Vec::new();
+        for config in &configs {
+            if retire_rng.chance(300) {
+                slow_starts.push((config.clone(), retire_rng.between(30, 300) as u32));
+            }
+        }
         let gated: Vec<String> = traffic_configs.iter().filter(|_| alarm_rng.chance(500)).cloned().collect();
         // Racing releases: most seeds submit in a burst, the rest spread over half an hour.
         let window_ms = if rng.chance(600) { rng.between(0, 20_000) } else { 30 * 60_000 };
@@ -88,6 +99,7 @@ impl Scenario {
                 if template_configs.contains(&config) {
                     clone_web_from_template(&mut release);
                 }
+                draw_retirement_settings(&mut release, &mut retire_rng);
                 if gated.contains(&config) {
                     let traffic = release.services.get_mut("web").and_then(|w| w.traffic.as_mut()).expect("a gated config shifts traffic");
                     traffic.alarms = vec![alarm_name(&config)];
@@ -118,6 +130,7 @@ impl Scenario {
             deploys,
             halts,
             undeploys,
+            slow_starts,
             alarms: gated
                 .iter()
                 .map(|config| {
@@ -167,6 +180,9 @@ impl Scenario {
             if self.traffic_configs.contains(config) {
                 provision_traffic(cloud, &example_traffic(config), &scope);
             }
+        }
+        for (config, secs) in &self.slow_starts {
+            cloud.set_slow_start(&release_for(config).services["web"].target_groups[0], *secs);
         }
         for (alarm, _, _) in &self.alarms {
             cloud.set_alarm(alarm, false);
@@ -268,6 +284,16 @@ fn draw_undeploy_settings(release: &mut Release, rng: &mut Rng, rollback: bool) 
 
 /// Web as a step rollout whose first instance never becomes healthy: under Odin's rules it must
 /// keep stepping, and end (live, or timed out when too few are healthy) within its timeout.
+/// How the release's predecessor leaves (`detach_strategy`, mostly the default) and whether it
+/// may only change the AMI and user data of the live release (`safe_release`: releases of a
+/// config differ in sizes and strategy, so a safe one after another is mostly refused).
+fn draw_retirement_settings(release: &mut Release, rng: &mut Rng) {
+    let strategies =
+        [None, None, None, Some(DetachStrategy::Detach), Some(DetachStrategy::SkipDetach), Some(DetachStrategy::SkipDetachCheck)];
+    release.detach_strategy = *rng.pick(&strategies);
+    release.safe_release = rng.chance(150);
+}
+
 fn step_past_a_bad_instance(release: &mut Release, web_fate: &mut Fate, rng: &mut Rng) {
     let steps = [Strategy::Percent25Steps, Strategy::Percent10Steps, Strategy::TenAtATime, Strategy::TwentyAtATime];
     let web = &mut release.services.get_mut("web").expect("the example has web").autoscaling;

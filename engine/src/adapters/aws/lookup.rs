@@ -22,12 +22,15 @@ impl AwsCloud {
         let identity = self.sts.get_caller_identity().send().await.map_err(|e| cloud_error("GetCallerIdentity", e))?;
         let account_id = identity.account().unwrap_or_default().to_string();
         let topics = query.topics.iter().map(|name| (name.clone(), format!("arn:aws:sns:{}:{account_id}:{name}", self.region))).collect();
+        let target_groups = self.target_groups(&query.target_groups).await?;
+        let slow_start_secs = self.slow_starts(&target_groups).await?;
         Ok(Lookup {
             amis: self.images(&query.ami).await?,
             subnets: self.subnets(&query.subnets).await?,
             security_groups: self.security_groups(&query.security_groups).await?,
             elbs: self.classic_elbs(&query.elbs).await?,
-            target_groups: self.target_groups(&query.target_groups).await?,
+            target_groups,
+            slow_start_secs,
             instance_profiles: self.instance_profiles(&query.instance_profiles).await?,
             roles: self.roles(&query.roles).await?,
             topics,
@@ -118,6 +121,29 @@ impl AwsCloud {
     async fn target_groups(&self, names: &BTreeSet<String>) -> Result<BTreeMap<String, Found>, CloudError> {
         let described = self.described_target_groups(names).await?;
         Ok(described.into_iter().map(|(name, (group, tags))| (name, found(group.target_group_arn(), tags))).collect())
+    }
+
+    /// The slow-start duration of each target group found whose slow start is on (Odin's
+    /// `findSlowStartDuration`), by name: the workflow waits the longest out before the old
+    /// release is detached. A group gone since it was described has none.
+    async fn slow_starts(&self, groups: &BTreeMap<String, Found>) -> Result<BTreeMap<String, u32>, CloudError> {
+        let mut by_name = BTreeMap::new();
+        for (name, group) in groups {
+            let attributes: Vec<elb::TargetGroupAttribute> =
+                match self.elbv2.describe_target_group_attributes().target_group_arn(&group.id).send().await {
+                    Ok(out) => out.attributes().to_vec(),
+                    Err(e) => absent_if_missing(cloud_error("DescribeTargetGroupAttributes", e))?,
+                };
+            let secs = attributes
+                .iter()
+                .find(|a| a.key() == Some("slow_start.duration_seconds"))
+                .and_then(|a| a.value()?.parse::<u32>().ok())
+                .filter(|secs| *secs > 0);
+            if let Some(secs) = secs {
+                by_name.insert(name.clone(), secs);
+            }
+        }
+        Ok(by_name)
     }
 
     /// The templates traffic-shifted services clone: ARN, tags and the settings a clone copies.
