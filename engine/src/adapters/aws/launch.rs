@@ -90,12 +90,19 @@ impl AwsCloud {
         }
     }
 
+    /// Creates the ASG with its hooks (so a launching hook holds its first instances), then puts
+    /// each hook again: PutLifecycleHook is idempotent, it finishes what a worker that crashed
+    /// after the create left, and emulators that ignore the create's hook list get them too.
     async fn ensure_asg(&self, spec: &LaunchSpec) -> Result<(), CloudError> {
-        if self.asg_is_ours(spec).await? {
-            return Ok(());
+        let hooks: Vec<asg::LifecycleHookSpecification> = spec.lifecycle_hooks.iter().map(hook_specification).collect();
+        if !self.asg_is_ours(spec).await? {
+            self.create_asg(spec, hooks.clone()).await?;
         }
+        self.put_hooks(&spec.asg_name, &hooks).await
+    }
+
+    async fn create_asg(&self, spec: &LaunchSpec, hooks: Vec<asg::LifecycleHookSpecification>) -> Result<(), CloudError> {
         let tags = spec.tags.iter().map(|(k, v)| asg_tag(&spec.asg_name, k, v, PROPAGATE_AT_LAUNCH)).collect();
-        let hooks = spec.lifecycle_hooks.iter().map(hook_specification).collect();
         let launch_template =
             asg::LaunchTemplateSpecification::builder().launch_template_name(&spec.launch_template_name).version("$Latest").build();
         let created = self

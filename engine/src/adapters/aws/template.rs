@@ -282,7 +282,7 @@ impl AwsCloud {
 
     /// Puts each hook on the clone. moto ignores the hooks of CreateAutoScalingGroup (and so
     /// needs this); on AWS it rewrites each hook as it is.
-    async fn put_hooks(&self, asg_name: &str, hooks: &[asg::LifecycleHookSpecification]) -> Result<(), CloudError> {
+    pub(super) async fn put_hooks(&self, asg_name: &str, hooks: &[asg::LifecycleHookSpecification]) -> Result<(), CloudError> {
         for hook in hooks {
             self.autoscaling
                 .put_lifecycle_hook()
