@@ -8,6 +8,7 @@ use crate::codec::{Snapshot, StoredEvent};
 use crate::message::Message;
 use crate::notify::Notification;
 use crate::workflow::command::HealthTarget;
+use crate::workflow::event::Freeze;
 use crate::workflow::health::ServiceReport;
 use crate::workflow::listener_rule::NewRule;
 use crate::workflow::resources::{Lookup, Query, Tags, TargetGroupShape, Weighted};
@@ -119,6 +120,10 @@ pub trait EventStore {
 
     /// Deploys of a project-config, newest first, at most `limit`.
     fn deploys(&self, key: &LockKey, limit: usize) -> impl Future<Output = Result<Vec<IndexEntry>, StoreError>> + Send;
+
+    /// The project-config's deploy freeze, if one stands (`skald freeze`). The runner reads it
+    /// for every new deploy request and records what it found with the request.
+    fn freeze(&self, key: &LockKey) -> impl Future<Output = Result<Option<Freeze>, StoreError>> + Send;
 
     /// The deploy's notification cursor: every transition up to this seq was published (0: none).
     fn notified(&self, deploy: &str) -> impl Future<Output = Result<u64, StoreError>> + Send;

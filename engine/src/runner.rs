@@ -184,6 +184,9 @@ impl<S: EventStore, Q: Queue, C: Cloud, K: Clock> Runner<S, Q, C, K> {
         let deploy = crate::workflow::names::deploy_id(&release_id);
         let release_digest = codec::release_digest(&release);
         let key = LockKey { project: release.project_name.clone(), config: release.config_name.clone() };
+        // What the freeze is when the request is recorded decides the deploy (`decide` refuses a
+        // frozen one): recorded with the request, so the refusal explains itself on every replay.
+        let frozen = self.store.freeze(&key).await?;
         let event = Event::DeployRequested {
             release_id,
             created_at,
@@ -194,6 +197,7 @@ impl<S: EventStore, Q: Queue, C: Cloud, K: Clock> Runner<S, Q, C, K> {
             settings: Some(self.config.settings.clone()),
             // New deploys run under today's rules; their histories say so, for every replay.
             rules: crate::workflow::event::RULES_CURRENT,
+            frozen,
         };
         let first = Recorded { seq: 1, at: self.clock.now(), event };
         let first = codec::encode(&first, "", codec::state_hash(&evolve(State::default(), &first)));

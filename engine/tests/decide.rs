@@ -35,6 +35,7 @@ impl Given {
             freshness: Freshness::default(),
             settings: None,
             rules: skald_engine::workflow::event::RULES_CURRENT,
+            frozen: None,
         };
         Given { history: vec![Recorded { seq: 1, at: START, event }] }
     }

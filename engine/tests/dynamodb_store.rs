@@ -3,7 +3,7 @@
 
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use serde_json::json;
-use skald_engine::adapters::dynamodb::{create_table, event_item, event_pk, DynamoStore};
+use skald_engine::adapters::dynamodb::{create_table, event_item, event_pk, freeze_pk, DynamoStore};
 use skald_engine::adapters::local::{example_release, provision_example, VISIBILITY_SECS};
 use skald_engine::adapters::memory::{MemoryQueue, MemoryStore, VirtualClock};
 use skald_engine::adapters::sim::{SimCloud, Timings};
@@ -12,6 +12,7 @@ use skald_engine::message::Message;
 use skald_engine::ports::{Append, AppendError, Clock, EventStore, IndexEntry, LockKey, LockOp};
 use skald_engine::runner::{RunError, Runner, RunnerConfig};
 use skald_engine::testing::moto;
+use skald_engine::workflow::event::{Cleanliness, ErrorKind, Freeze};
 use skald_engine::workflow::{fold, End, Event, Recorded, Timestamp};
 use std::sync::Arc;
 
@@ -97,6 +98,7 @@ async fn deploy_requested_round_trips_exactly() {
         freshness: Default::default(),
         settings: None,
         rules: skald_engine::workflow::event::RULES_CURRENT,
+        frozen: None,
     };
     let events = chain(None, vec![(T0, requested), (T0.plus_ms(1), Event::ReleaseValidated)]);
     assert!(codec::canonical_bytes(&events[0].body).windows(4).any(|w| w == b"70.0"), "the body keeps 70.0 as a float");
@@ -428,6 +430,7 @@ async fn a_step_reads_the_latest_snapshot_and_only_the_events_after_it() {
         freshness: Default::default(),
         settings: None,
         rules: skald_engine::workflow::event::RULES_CURRENT,
+        frozen: None,
     };
     let mut events = chain(None, vec![(T0, requested)]);
     events.extend(chain(events.last(), (2..=50).map(|n| (T0.plus_secs(n), halt("h"))).collect()));
@@ -503,4 +506,117 @@ async fn a_deploy_waiting_for_a_lock_is_watched_until_it_takes_the_lock_or_ends(
     assert_eq!(who(&while_waiting), [(key(), "A".to_string()), (key(), "B".to_string()), (key(), "C".to_string())]);
     assert_eq!(store.watched().await.unwrap(), [(key(), "B".to_string())]);
     assert_eq!(store.lock_owner(&key()).await.unwrap(), Some("B".to_string()), "the lock item is B's, untouched by notes");
+}
+
+// ---- deploy freezes --------------------------------------------------------------------------
+
+fn freeze() -> Freeze {
+    Freeze { by: "arn:aws:sts::123456789012:assumed-role/skald-on-call/odin".into(), reason: "peak traffic".into(), since: T0 }
+}
+
+// Pins: the freeze item round-trips (by, reason, since), stands beside the lock at
+// `freeze#<project>#<config>` / 0 with the documented attributes and is invisible to the sweeper;
+// a second freeze leaves the first standing; an unfreeze removes it and returns it.
+#[tokio::test]
+async fn a_freeze_item_round_trips_and_a_second_freeze_leaves_the_first_standing() {
+    // Given a table where nothing is frozen
+    let store = new_store("freeze").await;
+    assert_eq!(store.freeze(&key()).await.unwrap(), None);
+
+    // When the project-config is frozen, and someone freezes it again
+    store.put_freeze(&key(), &freeze()).await.unwrap().expect("nothing was frozen");
+    let second = Freeze { by: "arn:aws:iam::123456789012:user/other".into(), reason: "me too".into(), since: T0.plus_secs(60) };
+    let again = store.put_freeze(&key(), &second).await.unwrap();
+
+    // Then the first freeze stands, reads back whole, and only for its project-config
+    assert_eq!(again, Err(freeze()));
+    assert_eq!(store.freeze(&key()).await.unwrap(), Some(freeze()));
+    let staging = LockKey { config: "staging".into(), ..key() };
+    assert_eq!(store.freeze(&staging).await.unwrap(), None);
+    let item = store
+        .client
+        .get_item()
+        .table_name(&store.table)
+        .key("pk", AttributeValue::S(freeze_pk(&key())))
+        .key("sk", AttributeValue::N("0".into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap();
+    let item = item.item().expect("the freeze item");
+    assert_eq!(item["pk"], AttributeValue::S("freeze#coinbase/deploy-test#production".into()));
+    assert_eq!(item["by"], AttributeValue::S(freeze().by));
+    assert_eq!(item["reason"], AttributeValue::S("peak traffic".into()));
+    assert_eq!(item["since"], AttributeValue::N(T0.as_ms().to_string()));
+    assert!(!item.contains_key("held"), "the sweeper's index never lists a freeze");
+    assert!(store.watched().await.unwrap().is_empty());
+
+    // And an unfreeze lifts it once
+    assert_eq!(store.delete_freeze(&key()).await.unwrap(), Some(freeze()));
+    assert_eq!(store.freeze(&key()).await.unwrap(), None);
+    assert_eq!(store.delete_freeze(&key()).await.unwrap(), None);
+}
+
+/// Delivers the runner's messages until its queue is empty, letting virtual time pass.
+async fn deliver_all(runner: &Runner<DynamoStore, Arc<MemoryQueue>, SimCloud, Arc<VirtualClock>>) {
+    for _ in 0..2_000 {
+        let delivery = match runner.queue.receive() {
+            Some(delivery) => delivery,
+            None => match runner.queue.next_visible_at() {
+                Some(at) => {
+                    runner.clock.advance_to(at);
+                    runner.queue.receive().expect("a message is due")
+                }
+                None => return,
+            },
+        };
+        let result = runner.handle(delivery.message.clone(), None, delivery.receive_count > 1).await;
+        if matches!(result, Ok(_) | Err(RunError::Rejected(_))) {
+            runner.queue.delete(delivery.receipt);
+        }
+    }
+    panic!("the queue did not run dry within 2000 messages");
+}
+
+// Pins: the runner reads the freeze from DynamoDB with the request and records it there; the
+// deploy is refused before the lock (FailureClean, BadRelease) and its history verifies; once
+// unfrozen the next deploy succeeds.
+#[tokio::test]
+async fn the_runner_refuses_a_frozen_deploy_over_dynamodb_and_deploys_once_unfrozen() {
+    // Given the example release on a simulated cloud, events in DynamoDB, the project-config frozen
+    let store = new_store("frozen-runner").await;
+    let clock = VirtualClock::starting_at(T0);
+    let queue = Arc::new(MemoryQueue::new(clock.clone(), VISIBILITY_SECS));
+    let cloud = SimCloud::new(clock.clone(), Timings::default());
+    let release = example_release();
+    provision_example(&cloud, &release);
+    let runner = Runner { store: store.clone(), queue: queue.clone(), cloud, clock: clock.clone(), config: RunnerConfig::default() };
+    store.put_freeze(&key(), &freeze()).await.unwrap().unwrap();
+
+    // When a release is deployed
+    let refused = "01JD00000000000000000000F1";
+    queue.push(&Message::DeployRequested { release: Box::new(release.clone()), release_id: refused.into(), created_at: T0 }, 0);
+    deliver_all(&runner).await;
+
+    // Then its history holds the freeze and the refusal, and verifies
+    let history = store.load(refused).await.unwrap();
+    skald_engine::replay::verify(&history).expect("the refused deploy's history verifies");
+    let recorded: Vec<Recorded> = history.iter().map(|e| codec::decode(e).unwrap()).collect();
+    let Event::DeployRequested { frozen, .. } = &recorded[0].event else { panic!("a request first") };
+    assert_eq!(frozen.as_ref(), Some(&freeze()));
+    let state = fold(&recorded).unwrap();
+    assert!(
+        matches!(&state.end, Some(End::Failure { error: ErrorKind::BadRelease, cleanliness: Cleanliness::Clean, reason }) if reason.contains("peak traffic")),
+        "{:?}",
+        state.end
+    );
+    assert!(!recorded.iter().any(|r| matches!(r.event, Event::LockAcquired { .. })), "refused before the lock");
+
+    // And once unfrozen, the next release deploys
+    store.delete_freeze(&key()).await.unwrap();
+    let deployed = "01JD00000000000000000000F2";
+    queue.push(&Message::DeployRequested { release: Box::new(release), release_id: deployed.into(), created_at: clock.now() }, 0);
+    deliver_all(&runner).await;
+    let recorded: Vec<Recorded> = store.load(deployed).await.unwrap().iter().map(|e| codec::decode(e).unwrap()).collect();
+    assert_eq!(fold(&recorded).unwrap().end, Some(End::Success));
 }

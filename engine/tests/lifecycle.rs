@@ -9,7 +9,7 @@ use skald_engine::adapters::sim::{Fate, Op};
 use skald_engine::message::Message;
 use skald_engine::ports::LockKey;
 use skald_engine::runner::{Handled, RunError};
-use skald_engine::workflow::event::{Cleanliness, ErrorKind, Event};
+use skald_engine::workflow::event::{Cleanliness, ErrorKind, Event, Freeze};
 use skald_engine::workflow::names::TAG_DEPLOY_WITH;
 use skald_engine::workflow::release::{DetachStrategy, Strategy};
 use skald_engine::workflow::state::End;
@@ -241,6 +241,95 @@ fn an_invalid_release_is_rejected_without_taking_the_lock() {
     assert!(failure(ErrorKind::BadRelease, Cleanliness::Clean)(&state.end));
     assert_eq!(types(&local.history(&id(1))), ["DeployRequested", "ReleaseRejected", "DeployFailed"]);
     assert!(local.cloud.calls().is_empty(), "nothing touched the cloud");
+}
+
+// ---- deploy freeze ---------------------------------------------------------------------------
+
+fn freeze() -> Freeze {
+    Freeze { by: "arn:aws:iam::123456789012:user/odin-oncall".into(), reason: "black friday".into(), since: START }
+}
+
+// Pins: a frozen project-config refuses every deploy before the lock, FailureClean as a
+// BadRelease, and the deploy's own history says who froze it, when and why; nothing is launched.
+#[test]
+fn a_deploy_of_a_frozen_project_config_is_refused_naming_who_froze_it_when_and_why() {
+    // Given a project-config someone froze
+    let release = release();
+    let local = world(&release);
+    local.store.put_freeze(&lock_key(), freeze()).expect("not frozen before");
+
+    // When a release of it is deployed
+    local.submit(&release, &id(1));
+    let state = run_until_end(&local, &id(1));
+
+    // Then the request records the freeze, the release is rejected naming it, and the deploy
+    // fails clean without the lock or the cloud
+    let history = local.history(&id(1));
+    assert_eq!(types(&history), ["DeployRequested", "ReleaseRejected", "DeployFailed"]);
+    let Event::DeployRequested { frozen, .. } = &history[0].event else { panic!("a history starts with its request") };
+    assert_eq!(frozen.as_ref(), Some(&freeze()));
+    let Event::ReleaseRejected { problems } = &history[1].event else { panic!("{:?}", types(&history)) };
+    assert_eq!(problems[0].path, "freeze");
+    for part in ["arn:aws:iam::123456789012:user/odin-oncall", "black friday", &START.to_string()] {
+        assert!(problems[0].message.contains(part), "{}", problems[0]);
+    }
+    let Some(End::Failure { error: ErrorKind::BadRelease, cleanliness: Cleanliness::Clean, reason }) = &state.end else {
+        panic!("{:?}", state.end)
+    };
+    assert!(reason.starts_with("freeze: ") && reason.contains("black friday"), "{reason}");
+    assert!(local.cloud.calls().is_empty(), "nothing touched the cloud");
+    assert!(local.store.locks().is_empty() && local.store.watch_notes().is_empty());
+    // And the history verifies against today's code, the refusal included
+    let stored = local.store.history(&id(1));
+    skald_engine::replay::verify(&stored).expect("the refused deploy's history verifies");
+}
+
+// Pins: lifting the freeze lets the next deploy through; a freeze of another project-config
+// changes nothing.
+#[test]
+fn an_unfrozen_project_config_deploys_again() {
+    // Given a frozen project-config whose deploy was refused, and a freeze of another config
+    let release = release();
+    let local = world(&release);
+    local.store.put_freeze(&lock_key(), freeze()).unwrap();
+    local.store.put_freeze(&LockKey { project: release.project_name.clone(), config: "staging".into() }, freeze()).unwrap();
+    local.submit(&release, &id(1));
+    assert!(failure(ErrorKind::BadRelease, Cleanliness::Clean)(&run_until_end(&local, &id(1)).end));
+
+    // When it is unfrozen and deployed again
+    assert_eq!(local.store.delete_freeze(&lock_key()), Some(freeze()));
+    local.submit(&release, &id(2));
+    let state = run_until_end(&local, &id(2));
+
+    // Then the deploy records no freeze and succeeds
+    assert_eq!(state.end, Some(End::Success));
+    let Event::DeployRequested { frozen, .. } = &local.history(&id(2))[0].event else { panic!("a request first") };
+    assert_eq!(*frozen, None);
+    assert_eq!(local.cloud.asg_names().len(), 2);
+}
+
+// Pins: a freeze stops deploys only: an undeploy and a halt of the frozen project-config still run.
+#[test]
+fn a_freeze_lets_halts_and_undeploys_through() {
+    // Given a live release and a deploy of the next one under way, then a freeze
+    let mut release = release();
+    release.allow_undeploy = Some(true);
+    let local = world(&release);
+    local.submit(&release, &id(1));
+    run_until_end(&local, &id(1));
+    local.submit(&release, &id(2));
+    run_until_event(&local, &id(2), "ServiceLaunched");
+    local.store.put_freeze(&lock_key(), freeze()).unwrap();
+
+    // When the running deploy is halted and the live release undeployed
+    local.halt(&release, "stop it");
+    assert!(failure(ErrorKind::Halt, Cleanliness::Clean)(&run_until_end(&local, &id(2)).end));
+    local.undeploy(&release, &id(3), "frozen and going away");
+    let state = run_until_end(&local, &id(3));
+
+    // Then both ran: the halt cleaned up, the undeploy removed the live release
+    assert_eq!(state.end, Some(End::Success));
+    assert!(local.cloud.asg_names().is_empty(), "{:?}", local.cloud.asg_names());
 }
 
 #[test]

@@ -143,6 +143,7 @@ fn a_wait_for_a_cancelled_deploy_is_bounded() {
         freshness: Default::default(),
         settings: None,
         rules: skald_engine::workflow::event::RULES_CURRENT,
+        frozen: None,
     };
     let mut history = vec![
         Recorded { seq: 1, at: at(0), event: request },

@@ -87,6 +87,17 @@ impl AwsEnv {
         Ok(SqsQueue::new(aws_sdk_sqs::Client::new(&self.config), url))
     }
 
+    /// Who is calling: the ARN of the credentials in use (sts:GetCallerIdentity, which needs no
+    /// permission). What `skald freeze` records as the freeze's `by`.
+    pub async fn caller(&self) -> Result<String, String> {
+        let identity = aws_sdk_sts::Client::new(&self.config)
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| format!("finding who you are (sts:GetCallerIdentity): {}", aws_sdk_sts::error::DisplayErrorContext(&e)))?;
+        identity.arn().map(str::to_string).ok_or_else(|| "sts:GetCallerIdentity answered without an ARN".to_string())
+    }
+
     /// The cloud as the environment configures it (see [`cloud`]).
     pub fn cloud(&self) -> Result<AwsCloud, String> {
         cloud(&self.config)

@@ -1,5 +1,5 @@
-//! The commands for producers and on-call engineers: deploy, halt, undeploy, status, history,
-//! worker.
+//! The commands for producers and on-call engineers: deploy, halt, undeploy, freeze, unfreeze,
+//! status, history (and its failures), worker.
 //! Each returns whether it succeeded (exit 0) or why not; `--json` gives machine output.
 
 use crate::aws_env::{AwsEnv, AwsRunner};
@@ -12,8 +12,9 @@ use skald_engine::message::Message;
 use skald_engine::ports::{Clock, EventStore, LockKey, Queue};
 use skald_engine::runner::live_release;
 use skald_engine::workflow::decide::LOCK_LEASE_MARGIN_SECS;
+use skald_engine::workflow::event::Freeze;
 use skald_engine::workflow::validate::validate;
-use skald_engine::workflow::{End, Event, State};
+use skald_engine::workflow::{End, Event, State, Timestamp};
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -24,6 +25,10 @@ const FOLLOW_POLL: Duration = Duration::from_secs(2);
 const NO_WORKER_HINT_AFTER: Duration = Duration::from_secs(60);
 /// How many deploys `history` lists unless told otherwise.
 pub const HISTORY_LIMIT_DEFAULT: usize = 20;
+/// How many recent deploys `history --failures` reads unless told otherwise.
+pub const FAILURES_READ_DEFAULT: usize = 100;
+/// The age `history --failures` looks back unless told otherwise: 3 days.
+pub const FAILURES_SINCE_DEFAULT: &str = "3d";
 
 type Out<'a> = &'a mut dyn Write;
 
@@ -145,18 +150,76 @@ pub async fn undeploy(env: &AwsEnv, key: LockKey, reason: String, wait: bool, js
     Ok(end == Some(End::Success))
 }
 
+/// A freeze as `--json` prints it.
+fn freeze_json(freeze: &Freeze) -> serde_json::Value {
+    json!({"by": freeze.by, "reason": freeze.reason, "since": freeze.since.to_string()})
+}
+
+/// `skald freeze`: refuses every deploy of a project-config until `skald unfreeze`, recording who
+/// froze it (the caller's identity), when and why. A project-config frozen already stays as it
+/// was, and the freeze that stands is shown (exit 1).
+pub async fn freeze(env: &AwsEnv, key: LockKey, reason: String, json: bool, out: Out<'_>) -> Result<bool, String> {
+    if reason.trim().is_empty() {
+        return Err("--reason: say why deploys are frozen (it is shown to everyone refused)".into());
+    }
+    let freeze = Freeze { by: env.caller().await?, reason, since: SystemClock.now() };
+    let standing = env.store().put_freeze(&key, &freeze).await.map_err(|e| e.to_string())?;
+    let (frozen, already) = match &standing {
+        Ok(()) => (&freeze, false),
+        Err(standing) => (standing, true),
+    };
+    if json {
+        let answer = json!({"project": key.project, "config": key.config, "freeze": freeze_json(frozen), "already_frozen": already});
+        writeln!(out, "{answer}").map_err(io)?;
+    } else if already {
+        writeln!(out, "{} {} is already {frozen}; nothing changed", key.project, key.config).map_err(io)?;
+    } else {
+        writeln!(out, "froze {} {}: every deploy is refused until `skald unfreeze {0} {1}`", key.project, key.config).map_err(io)?;
+        writeln!(out, "  by {}\n  since {}\n  reason {}", frozen.by, frozen.since, frozen.reason).map_err(io)?;
+    }
+    Ok(!already)
+}
+
+/// `skald unfreeze`: lets deploys of a project-config through again. Not frozen is no error.
+pub async fn unfreeze(env: &AwsEnv, key: LockKey, json: bool, out: Out<'_>) -> Result<bool, String> {
+    let lifted = env.store().delete_freeze(&key).await.map_err(|e| e.to_string())?;
+    if json {
+        writeln!(out, "{}", json!({"project": key.project, "config": key.config, "lifted": lifted.as_ref().map(freeze_json)}))
+            .map_err(io)?;
+        return Ok(true);
+    }
+    match lifted {
+        Some(freeze) => writeln!(out, "unfroze {} {} (it was {freeze})", key.project, key.config),
+        None => writeln!(out, "{} {} was not frozen; nothing changed", key.project, key.config),
+    }
+    .map_err(io)?;
+    Ok(true)
+}
+
 /// `skald status`: the current or last deploy of a project-config, folded.
 pub async fn status(env: &AwsEnv, key: LockKey, json: bool, out: Out<'_>) -> Result<bool, String> {
     let store = env.store();
+    let frozen = store.freeze(&key).await.map_err(|e| e.to_string())?;
+    let frozen_line = |freeze: &Freeze| format!("{} {} is {freeze}: deploys are refused", key.project, key.config);
     let Some(latest) = store.deploys(&key, 1).await.map_err(|e| e.to_string())?.into_iter().next() else {
-        let none = if json { "null".to_string() } else { format!("no deploys of {} {}", key.project, key.config) };
+        let none = match (json, &frozen) {
+            (true, None) => "null".to_string(),
+            (true, Some(freeze)) => json!({"freeze": freeze_json(freeze)}).to_string(),
+            (false, None) => format!("no deploys of {} {}", key.project, key.config),
+            (false, Some(freeze)) => format!("{}\nno deploys of {} {}", frozen_line(freeze), key.project, key.config),
+        };
         writeln!(out, "{none}").map_err(io)?;
         return Ok(true);
     };
     let (recorded, state) = read_history(&store.load(&latest.deploy).await.map_err(|e| e.to_string())?)?;
     if json {
-        writeln!(out, "{}", summary_json(&latest.deploy, &recorded, &state, true)).map_err(io)?;
+        let mut summary = summary_json(&latest.deploy, &recorded, &state, true);
+        summary["freeze"] = frozen.as_ref().map(freeze_json).unwrap_or_default();
+        writeln!(out, "{summary}").map_err(io)?;
         return Ok(true);
+    }
+    if let Some(freeze) = &frozen {
+        writeln!(out, "{}", frozen_line(freeze)).map_err(io)?;
     }
     let request = state.request.as_ref().ok_or("the deploy has no request")?;
     writeln!(out, "{} {} of {} {}: {}", state.kind(), latest.deploy, key.project, key.config, state.phase()).map_err(io)?;
@@ -204,6 +267,68 @@ pub async fn history(env: &AwsEnv, key: LockKey, limit: usize, json: bool, out: 
             field("requested_by"),
         )
         .map_err(io)?;
+    }
+    Ok(true)
+}
+
+/// An age on the command line: `30m`, `12h`, `3d` (minutes, hours, days), in seconds.
+pub fn parse_age(text: &str) -> Result<u64, String> {
+    let invalid = || format!("`{text}` is not an age: write a whole number of minutes, hours or days, e.g. 30m, 12h or 3d");
+    let text = text.trim();
+    let unit_secs = match text.chars().last() {
+        Some('m') => 60,
+        Some('h') => 3600,
+        Some('d') => 86_400,
+        _ => return Err(invalid()),
+    };
+    let count: u64 = text[..text.len() - 1].parse().map_err(|_| invalid())?;
+    count.checked_mul(unit_secs).ok_or_else(invalid)
+}
+
+/// `skald history --failures`: the deploys of a project-config that ended in a failure
+/// (FailureClean, FailureDirty) within the last `since_secs`, newest first, with when they ended,
+/// the error kind and the reason. Reads at most `read_max` of the latest deploys (the index,
+/// newest first), and says so when older ones may hold more.
+pub async fn failures(env: &AwsEnv, key: LockKey, since_secs: u64, read_max: usize, json: bool, out: Out<'_>) -> Result<bool, String> {
+    let store = env.store();
+    let cutoff = Timestamp(SystemClock.now().as_ms().saturating_sub(since_secs.saturating_mul(1000)));
+    let entries = store.deploys(&key, read_max).await.map_err(|e| e.to_string())?;
+    let mut rows = Vec::new();
+    for entry in &entries {
+        let (recorded, state) = read_history(&store.load(&entry.deploy).await.map_err(|e| e.to_string())?)?;
+        let (Some(End::Failure { error, reason, .. }), Some(last)) = (&state.end, recorded.last()) else { continue };
+        if last.at < cutoff {
+            continue;
+        }
+        let request = state.request.as_ref();
+        rows.push(json!({
+            "release_id": entry.deploy,
+            "kind": state.kind(),
+            "ended_at": last.at.to_string(),
+            "end": state.end.as_ref().map(End::name),
+            "error": format!("{error:?}"),
+            "reason": reason,
+            "requested_by": request.and_then(|r| r.requested_by.clone()),
+            "release_digest": request.map(|r| r.release_digest.clone()),
+        }));
+    }
+    // Newest end first (deploys end in another order than they were created).
+    rows.sort_by(|a, b| b["ended_at"].as_str().cmp(&a["ended_at"].as_str()));
+    let truncated = entries.len() == read_max && entries.last().is_some_and(|oldest| oldest.created_at >= cutoff);
+    if json {
+        writeln!(out, "{}", serde_json::Value::Array(rows)).map_err(io)?;
+        return Ok(true);
+    }
+    if rows.is_empty() {
+        writeln!(out, "no failed deploys of {} {} since {cutoff}", key.project, key.config).map_err(io)?;
+    }
+    for row in &rows {
+        let field = |name: &str| row[name].as_str().unwrap_or("-").to_string();
+        writeln!(out, "{}  ended {}  {} ({}): {}", field("release_id"), field("ended_at"), field("end"), field("error"), field("reason"))
+            .map_err(io)?;
+    }
+    if truncated {
+        writeln!(out, "(read the latest {read_max} deploys only; older ones may have failed since {cutoff}: raise --limit)").map_err(io)?;
     }
     Ok(true)
 }
@@ -314,4 +439,21 @@ fn shutdown_signal() -> Result<std::sync::Arc<tokio::sync::Notify>, String> {
         fire.notify_one();
     });
     Ok(notify)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_age;
+
+    // Pins: ages are whole minutes, hours or days; anything else is refused naming the value.
+    #[test]
+    fn an_age_is_minutes_hours_or_days() {
+        assert_eq!(parse_age("30m"), Ok(30 * 60));
+        assert_eq!(parse_age("12h"), Ok(12 * 3600));
+        assert_eq!(parse_age("3d"), Ok(3 * 86_400));
+        for bad in ["", "d", "3", "3w", "-1d", "1.5h", "99999999999999999999d"] {
+            let error = parse_age(bad).unwrap_err();
+            assert!(error.contains(&format!("`{bad}` is not an age")), "{error}");
+        }
+    }
 }

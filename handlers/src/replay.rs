@@ -296,12 +296,17 @@ pub fn header(state: &State, recorded: &[Recorded]) -> Vec<String> {
     lines
 }
 
-/// When and by whom a deploy was requested, and what exactly: the lines `status` and `replay` share.
-pub fn request_lines(request: &Request) -> [String; 2] {
-    [
+/// When and by whom a deploy was requested, and what exactly (and the freeze that refused it): the
+/// lines `status` and `replay` share.
+pub fn request_lines(request: &Request) -> Vec<String> {
+    let mut lines = vec![
         format!("  requested {} by {}", request.requested_at, request.requested_by.as_deref().unwrap_or("unknown")),
         format!("  release sha256 {}", request.release_digest),
-    ]
+    ];
+    if let Some(freeze) = &request.frozen {
+        lines.push(format!("  refused: the project-config was {freeze}"));
+    }
+    lines
 }
 
 /// `h:mm:ss`.

@@ -334,3 +334,206 @@ fn slack_format_turns_a_published_notification_into_a_slack_message() {
     assert_eq!(refused.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("skald.notification/9"));
 }
+
+// ---- freeze, unfreeze, status and history --failures: against the local AWS API ------------
+
+mod on_aws {
+    use super::stdout;
+    use serde_json::Value;
+    use skald_engine::adapters::dynamodb::{create_table, DynamoStore};
+    use skald_engine::adapters::local::{example_release, provision_example, Local};
+    use skald_engine::adapters::memory::{block_on, SystemClock};
+    use skald_engine::adapters::sim::Timings;
+    use skald_engine::ports::{Append, Clock, EventStore, LockKey};
+    use skald_engine::testing::moto;
+    use skald_engine::workflow::event::Freeze;
+    use skald_engine::workflow::{Release, Timestamp};
+    use std::process::{Command, Output};
+
+    const PROJECT: &str = "coinbase/deploy-test";
+    const CONFIG: &str = "production";
+
+    /// A fresh events table in the emulator.
+    async fn table(label: &str) -> DynamoStore {
+        let store = DynamoStore::from_sdk_config(&moto::aws_config().await, moto::unique_name(label));
+        create_table(&store.client, &store.table).await.unwrap();
+        store
+    }
+
+    /// `skald ARGS` on the emulator and `table`, as an operator with a profile there runs it.
+    fn skald_on(table: &str, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_skald"))
+            .args(args)
+            .env("AWS_ENDPOINT_URL", moto::endpoint())
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", moto::REGION)
+            .env("SKALD_TABLE", table)
+            .output()
+            .expect("skald runs")
+    }
+
+    fn json(out: &Output) -> Value {
+        assert!(out.status.success(), "{}\n{}", stdout(out), String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(out)))
+    }
+
+    fn key() -> LockKey {
+        LockKey { project: PROJECT.into(), config: CONFIG.into() }
+    }
+
+    // Pins: `skald freeze` records who (the caller's identity), when and why; `status` shows it
+    // (text and --json); a second freeze changes nothing and exits 1 naming the standing one;
+    // `unfreeze` lifts it and says what it lifted.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn freeze_is_shown_by_status_and_lifted_by_unfreeze() {
+        // Given an empty events table
+        let store = table("cli-freeze").await;
+        let before = SystemClock.now();
+
+        // When on-call freezes the project-config
+        let out = skald_on(&store.table, &["freeze", PROJECT, CONFIG, "--reason", "black friday", "--json"]);
+
+        // Then the freeze names the caller, the instant and the reason, and is in the table
+        let frozen = json(&out);
+        assert_eq!(frozen["already_frozen"], false);
+        let by = frozen["freeze"]["by"].as_str().unwrap().to_string();
+        assert!(by.starts_with("arn:aws:"), "the caller's ARN: {by}");
+        assert_eq!(frozen["freeze"]["reason"], "black friday");
+        let stored = store.freeze(&key()).await.unwrap().expect("the freeze item");
+        assert_eq!((stored.by.as_str(), stored.reason.as_str()), (by.as_str(), "black friday"));
+        assert!(stored.since >= before);
+        assert_eq!(frozen["freeze"]["since"], stored.since.to_string(), "RFC 3339");
+
+        // And status shows it, as text and as JSON
+        let text = stdout(&skald_on(&store.table, &["status", PROJECT, CONFIG]));
+        assert!(text.contains(&format!("{PROJECT} {CONFIG} is frozen by {by} since {}: black friday", stored.since)), "{text}");
+        let status = json(&skald_on(&store.table, &["status", PROJECT, CONFIG, "--json"]));
+        assert_eq!(status["freeze"]["reason"], "black friday");
+
+        // And a second freeze leaves the first standing and exits 1
+        let again = skald_on(&store.table, &["freeze", PROJECT, CONFIG, "--reason", "me too"]);
+        assert_eq!(again.status.code(), Some(1));
+        assert!(stdout(&again).contains("is already frozen by") && stdout(&again).contains("black friday"), "{}", stdout(&again));
+        assert_eq!(store.freeze(&key()).await.unwrap().unwrap().reason, "black friday");
+
+        // And unfreeze lifts it, once
+        let lifted = json(&skald_on(&store.table, &["unfreeze", PROJECT, CONFIG, "--json"]));
+        assert_eq!(lifted["lifted"]["reason"], "black friday");
+        assert_eq!(store.freeze(&key()).await.unwrap(), None);
+        assert_eq!(json(&skald_on(&store.table, &["status", PROJECT, CONFIG, "--json"])), Value::Null);
+        let twice = skald_on(&store.table, &["unfreeze", PROJECT, CONFIG]);
+        assert!(twice.status.success() && stdout(&twice).contains("was not frozen"), "{}", stdout(&twice));
+    }
+
+    // Pins: a freeze needs a reason.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn freeze_without_a_reason_is_refused_naming_the_flag() {
+        let store = table("cli-freeze-reason").await;
+        let out = skald_on(&store.table, &["freeze", PROJECT, CONFIG, "--reason", " "]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--reason"), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(store.freeze(&key()).await.unwrap(), None);
+        assert_eq!(skald_on(&store.table, &["freeze", PROJECT, CONFIG]).status.code(), Some(2), "--reason is required");
+    }
+
+    fn release() -> Release {
+        let mut release = example_release();
+        release.user_data = Some("#!/bin/sh\necho hello\n".into());
+        release
+    }
+
+    /// Runs deploys on a simulated cloud whose clock starts at `start`, in memory, then copies
+    /// their histories and index entries into `store` as the runner would have written them.
+    fn deploys_at(start: Timestamp, run: impl FnOnce(&Local)) -> Local {
+        let local = Local::new(start, Timings::default());
+        provision_example(&local.cloud, &release());
+        run(&local);
+        local
+    }
+
+    async fn copy(local: &Local, store: &DynamoStore) {
+        for entry in block_on(local.store.deploys(&key(), 100)).unwrap() {
+            let events = local.store.history(&entry.deploy);
+            for (i, chunk) in events.chunks(40).enumerate() {
+                let index = (i == 0).then(|| entry.clone());
+                let append = Append { deploy: entry.deploy.clone(), events: chunk.to_vec(), lock: None, index, snapshot: None };
+                store.append(append).await.unwrap();
+            }
+        }
+    }
+
+    fn id(n: u32) -> String {
+        format!("01JTEST{n:019}")
+    }
+
+    // Pins: `history --failures` lists the deploys that ended in a failure since --since (default
+    // 3 days), newest first, with when each ended (RFC 3339), its end, error kind and reason;
+    // successes are never listed; --json gives the same rows.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn history_failures_lists_failed_deploys_since_an_age_newest_first() {
+        // Given a bad release that failed five days ago, then an hour ago a success and a deploy
+        // refused by a freeze
+        let store = table("cli-failures").await;
+        let now = SystemClock.now().as_ms();
+        let old = deploys_at(Timestamp(now - 5 * 86_400_000), |local| {
+            let mut bad = release();
+            bad.services.get_mut("web").unwrap().autoscaling.min_size = Some(9);
+            local.submit(&bad, &id(1));
+            local.run(5_000);
+        });
+        let recent = deploys_at(Timestamp(now - 3_600_000), |local| {
+            local.submit(&release(), &id(2));
+            local.run(5_000);
+            let freeze = Freeze { by: "arn:aws:iam::123456789012:user/odin".into(), reason: "black friday".into(), since: local.now() };
+            local.store.put_freeze(&key(), freeze).unwrap();
+            local.submit(&release(), &id(3));
+            local.run(5_000);
+        });
+        assert_eq!(recent.state(&id(2)).end, Some(skald_engine::workflow::End::Success));
+        copy(&old, &store).await;
+        copy(&recent, &store).await;
+
+        // When the failures are listed with the default age, and over a week
+        let default = json(&skald_on(&store.table, &["history", PROJECT, CONFIG, "--failures", "--json"]));
+        let week = json(&skald_on(&store.table, &["history", PROJECT, CONFIG, "--failures", "--since", "7d", "--json"]));
+        let text = stdout(&skald_on(&store.table, &["history", PROJECT, CONFIG, "--failures", "--since", "168h"]));
+
+        // Then the last 3 days hold the refused deploy only; the week both failures, newest first
+        let ids = |rows: &Value| rows.as_array().unwrap().iter().map(|r| r["release_id"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+        assert_eq!(ids(&default), [id(3)]);
+        assert_eq!(ids(&week), [id(3), id(1)]);
+        let refused = &week[0];
+        assert_eq!((refused["end"].as_str(), refused["error"].as_str()), (Some("FailureClean"), Some("BadRelease")));
+        assert!(refused["reason"].as_str().unwrap().starts_with("freeze: "), "{refused}");
+        assert_eq!(refused["ended_at"], recent.history(&id(3)).last().unwrap().at.to_string(), "RFC 3339");
+        assert!(week[1]["reason"].as_str().unwrap().contains("min_size"), "{}", week[1]);
+
+        // And the text lists the same, one line each, with named fields
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(
+            lines[0].starts_with(&format!(
+                "{}  ended {}  FailureClean (BadRelease): freeze: ",
+                id(3),
+                refused["ended_at"].as_str().unwrap()
+            )),
+            "{text}"
+        );
+        assert!(lines[1].starts_with(&id(1)), "{text}");
+
+        // And the whole history still lists all three; a minute back lists none
+        assert_eq!(json(&skald_on(&store.table, &["history", PROJECT, CONFIG, "--json"])).as_array().unwrap().len(), 3);
+        let none = stdout(&skald_on(&store.table, &["history", PROJECT, CONFIG, "--failures", "--since", "1m"]));
+        assert!(none.starts_with(&format!("no failed deploys of {PROJECT} {CONFIG} since ")), "{none}");
+    }
+
+    // Pins: --since takes Nm, Nh, Nd only (a usage error names the value) and only with --failures.
+    #[test]
+    fn history_since_is_an_age_and_needs_failures() {
+        let out = super::skald(&["history", PROJECT, CONFIG, "--failures", "--since", "3x"]);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("`3x` is not an age"), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(super::skald(&["history", PROJECT, CONFIG, "--since", "3d"]).status.code(), Some(2));
+    }
+}

@@ -219,19 +219,32 @@ fn the_dynamodb_adapter_writes_only_through_put_check_and_lock_delete() {
     let store = source("engine/src/adapters/dynamodb.rs");
     let called = calls(&store, &[("client", "dynamodb")]);
     let expected: BTreeSet<String> =
-        ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:TransactWriteItems"].iter().map(|a| a.to_string()).collect();
+        ["dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:TransactWriteItems"]
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
     assert_eq!(called, expected, "the store's calls");
-    let put = &store[store.find(".put_item()").unwrap()..];
-    assert!(put[..200].contains("notified_pk(&deploy)"), "the only PutItem writes the notification cursor");
+    // The single-item writes are the notification cursor's (the Lambda's) and the freeze's
+    // (`skald freeze` / `unfreeze`, the on-call role's): never an event.
+    let puts: Vec<&str> = store.match_indices(".put_item()").map(|(at, _)| &store[at..(at + 200).min(store.len())]).collect();
+    assert_eq!(puts.len(), 2, "PutItem calls");
+    assert!(puts[0].contains("notified_pk(&deploy)"), "the first PutItem writes the notification cursor");
+    assert!(puts[1].contains("freeze_pk(key)"), "the second PutItem writes a freeze");
+    let deletes: Vec<&str> = store.match_indices(".delete_item()").map(|(at, _)| &store[at..(at + 200).min(store.len())]).collect();
+    assert_eq!(deletes.len(), 1, "DeleteItem calls");
+    assert!(deletes[0].contains("freeze_pk(key)"), "the only DeleteItem lifts a freeze");
     for part in ["Put::builder", "ConditionCheck::builder", "Delete::builder"] {
         assert!(store.contains(part), "{part}");
     }
     assert!(!store.contains("Update::builder"), "a transaction part that updates");
     for file in ["engine/src/adapters/dynamodb.rs", "engine/src/runner.rs", "handlers/src/commands.rs", "handlers/src/worker.rs"] {
         let code = source(file);
-        for op in [".update_item()", ".delete_item()", ".batch_write_item()", ".execute_statement()"] {
+        for op in [".update_item()", ".batch_write_item()", ".execute_statement()"] {
             assert!(!code.contains(op), "{file} calls {op}");
         }
+    }
+    for file in ["engine/src/runner.rs", "handlers/src/commands.rs", "handlers/src/worker.rs"] {
+        assert!(!source(file).contains(".delete_item()"), "{file} calls .delete_item()");
     }
     // The only Delete is the lock's, keyed by lock_pk.
     let delete = &store[store.find("Delete::builder").unwrap()..];
@@ -434,6 +447,32 @@ fn the_producer_may_only_send_to_the_inbox() {
     assert!(statements[0].allow && statements[0].condition.is_null());
     assert_eq!(statements[0].actions, ["sqs:SendMessage"]);
     assert_eq!(statements[0].resources, ["${InboxQueue.Arn}"]);
+}
+
+/// On-call may send to the inbox (halt, cancel, undeploy), read the table, and write freeze items
+/// (`freeze#*`, `skald freeze` / `unfreeze`) and nothing else: a Deny backs the scoping.
+#[test]
+fn on_call_writes_freeze_items_only() {
+    let statements = statements(skald_template(), "OnCallRole");
+    let dynamodb = allowed(&statements, "dynamodb:");
+    let expected: BTreeSet<String> =
+        ["dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"].iter().map(|a| a.to_string()).collect();
+    assert_eq!(dynamodb, expected);
+    assert_eq!(allowed(&statements, "sqs:"), BTreeSet::from(["sqs:SendMessage".to_string()]));
+    for s in statements.iter().filter(|s| s.allow && s.actions.iter().any(|a| a == "dynamodb:PutItem" || a == "dynamodb:DeleteItem")) {
+        assert_eq!(s.actions, ["dynamodb:PutItem", "dynamodb:DeleteItem"], "{}: writes stand alone", s.sid);
+        assert_eq!(s.resources, ["${EventsTable.Arn}"], "{}", s.sid);
+        assert_eq!(condition(s, "ForAllValues:StringLike", "dynamodb:LeadingKeys"), Some(serde_json::json!(["freeze#*"])), "{}", s.sid);
+        assert_eq!(condition(s, "Null", "dynamodb:LeadingKeys"), Some(Value::from("false")), "{}", s.sid);
+    }
+    let deny = statements.iter().find(|s| !s.allow).expect("a Deny backs the scoping");
+    for action in ["dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:UpdateItem", "dynamodb:TransactWriteItems"] {
+        assert!(deny.actions.iter().any(|a| a == action), "{action} is denied outside freeze items");
+    }
+    assert_eq!(condition(deny, "ForAnyValue:StringNotLike", "dynamodb:LeadingKeys"), Some(serde_json::json!(["freeze#*"])));
+    // The freeze items are the store's: the same prefix.
+    let key = skald_engine::ports::LockKey { project: "p".into(), config: "c".into() };
+    assert!(skald_engine::adapters::dynamodb::freeze_pk(&key).starts_with("freeze#"));
 }
 
 /// The auditor reads the table and its indexes and can change nothing.

@@ -10,7 +10,7 @@ use skald_engine::codec::StoredEvent;
 use skald_engine::message::Message;
 use skald_engine::ports::{Append, AppendError, EventStore, IndexEntry, LockKey, StoreError, Tail};
 use skald_engine::runner::{Runner, RunnerConfig};
-use skald_engine::workflow::event::Event;
+use skald_engine::workflow::event::{Event, Freeze};
 use skald_engine::workflow::{Release, Timestamp};
 use skald_handlers::lambda::{handle_batch, invoke, log_subscriber, LogFormat};
 use std::future::Future;
@@ -210,6 +210,10 @@ impl EventStore for PanicsOnAppend {
 
     fn deploys(&self, key: &LockKey, limit: usize) -> impl Future<Output = Result<Vec<IndexEntry>, StoreError>> + Send {
         self.inner.deploys(key, limit)
+    }
+
+    fn freeze(&self, key: &LockKey) -> impl Future<Output = Result<Option<Freeze>, StoreError>> + Send {
+        self.inner.freeze(key)
     }
 
     fn notified(&self, deploy: &str) -> impl Future<Output = Result<u64, StoreError>> + Send {

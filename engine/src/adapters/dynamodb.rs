@@ -7,6 +7,9 @@
 //!   `floats` (M, only when the body holds floating-point numbers; see below);
 //! - a lock: `pk = "lock#<project>#<config>"`, `sk = 0`, with `owner` (S), `lease_until` (N, ms)
 //!   and `since` (N, ms);
+//! - a freeze: `pk = "freeze#<project>#<config>"`, `sk = 0`, with `by` (S), `reason` (S) and
+//!   `since` (N, ms): while it exists every deploy of the project-config is refused; written
+//!   (only if absent) and deleted by `skald freeze` / `skald unfreeze`, read with each request;
 //! - a notification cursor: `pk = "notified#<deploy>"`, `sk = 0`, with `seq` (N): every transition
 //!   up to that seq was published; only ever moved forward (a conditional put);
 //! - an index entry: `pk = "index#<project>#<config>"`, `sk = created_at_ms * 1_000_000 + n` where
@@ -50,6 +53,7 @@
 
 use crate::codec::{Snapshot, StoredEvent};
 use crate::ports::{Append, AppendError, EventStore, IndexEntry, LockKey, LockOp, StoreError, Tail};
+use crate::workflow::event::Freeze;
 use crate::workflow::Timestamp;
 use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
@@ -57,7 +61,8 @@ use aws_sdk_dynamodb::operation::create_table::CreateTableError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, CancellationReason, ConditionCheck, Delete, GlobalSecondaryIndex, KeySchemaElement,
-    KeyType, Projection, ProjectionType, Put, ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TableStatus, TransactWriteItem,
+    KeyType, Projection, ProjectionType, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TableStatus,
+    TransactWriteItem,
 };
 use aws_sdk_dynamodb::Client;
 use serde_json::Value;
@@ -97,6 +102,9 @@ const SINCE: &str = "since";
 const DEPLOY: &str = "deploy";
 const CREATED_AT: &str = "created_at";
 const SCHEMA: &str = "schema";
+/// A freeze's attributes (`since` is shared with the lock).
+const FROZEN_BY: &str = "by";
+const FROZEN_REASON: &str = "reason";
 /// Set on lock items only: the key of the sparse `locks` index the sweeper queries.
 const HELD: &str = "held";
 const HELD_VALUE: &str = "lock";
@@ -149,6 +157,19 @@ pub fn lock_pk(key: &LockKey) -> String {
 pub fn watch_sk(owner: &str) -> u64 {
     let digest = Sha256::digest(owner.as_bytes());
     1 + (u64::from_be_bytes(digest[..8].try_into().expect("sha256 has 32 bytes")) >> 1)
+}
+
+/// The partition key of a project-config's deploy freeze (beside its lock).
+pub fn freeze_pk(key: &LockKey) -> String {
+    format!("freeze#{}#{}", key.project, key.config)
+}
+
+fn freeze_from_item(item: &HashMap<String, AttributeValue>) -> Result<Freeze, String> {
+    Ok(Freeze {
+        by: string(item, FROZEN_BY)?.to_string(),
+        reason: string(item, FROZEN_REASON)?.to_string(),
+        since: Timestamp(number(item, SINCE)?),
+    })
 }
 
 /// The partition key of a project-config's index of deploys.
@@ -705,6 +726,70 @@ impl DynamoStore {
     }
 }
 
+impl DynamoStore {
+    /// The project-config's freeze, read consistently: a deploy requested right after
+    /// `skald freeze` returned is refused.
+    async fn read_freeze(&self, key: LockKey) -> Result<Option<Freeze>, StoreError> {
+        let pk = freeze_pk(&key);
+        let read = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(PK, AttributeValue::S(pk.clone()))
+            .key(SK, AttributeValue::N("0".into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError(format!("reading {pk}: {}", DisplayErrorContext(&e))))?;
+        read.item().map(freeze_from_item).transpose().map_err(|e| StoreError(format!("{pk}: {e}")))
+    }
+
+    /// Freezes the project-config unless it is frozen already: `Ok(Err(standing))` is the freeze
+    /// that stands (a conditional put, so two people freezing at once do not overwrite each other).
+    pub async fn put_freeze(&self, key: &LockKey, freeze: &Freeze) -> Result<Result<(), Freeze>, StoreError> {
+        let pk = freeze_pk(key);
+        let written = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item(PK, AttributeValue::S(freeze_pk(key)))
+            .item(SK, AttributeValue::N("0".into()))
+            .item(FROZEN_BY, AttributeValue::S(freeze.by.clone()))
+            .item(FROZEN_REASON, AttributeValue::S(freeze.reason.clone()))
+            .item(SINCE, AttributeValue::N(freeze.since.as_ms().to_string()))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", PK)
+            .send()
+            .await;
+        match written {
+            Ok(_) => Ok(Ok(())),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+                match self.read_freeze(key.clone()).await? {
+                    Some(standing) => Ok(Err(standing)),
+                    None => Err(StoreError(format!("writing {pk}: a freeze stood and was lifted meanwhile; try again"))),
+                }
+            }
+            Err(e) => Err(StoreError(format!("writing {pk}: {}", DisplayErrorContext(&e)))),
+        }
+    }
+
+    /// Lifts the project-config's freeze; the freeze that stood, if any.
+    pub async fn delete_freeze(&self, key: &LockKey) -> Result<Option<Freeze>, StoreError> {
+        let pk = freeze_pk(key);
+        let deleted = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key(PK, AttributeValue::S(freeze_pk(key)))
+            .key(SK, AttributeValue::N("0".into()))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|e| StoreError(format!("deleting {pk}: {}", DisplayErrorContext(&e))))?;
+        deleted.attributes().filter(|item| !item.is_empty()).map(freeze_from_item).transpose().map_err(|e| StoreError(format!("{pk}: {e}")))
+    }
+}
+
 /// The partition key of a deploy's notification cursor.
 pub fn notified_pk(deploy: &str) -> String {
     format!("notified#{deploy}")
@@ -743,6 +828,10 @@ impl EventStore for DynamoStore {
 
     fn deploys(&self, key: &LockKey, limit: usize) -> impl Future<Output = Result<Vec<IndexEntry>, StoreError>> + Send {
         self.index_entries(key.clone(), limit)
+    }
+
+    fn freeze(&self, key: &LockKey) -> impl Future<Output = Result<Option<Freeze>, StoreError>> + Send {
+        self.read_freeze(key.clone())
     }
 
     fn notified(&self, deploy: &str) -> impl Future<Output = Result<u64, StoreError>> + Send {

@@ -5,6 +5,7 @@
 use crate::codec::{Snapshot, StoredEvent};
 use crate::message::Message;
 use crate::ports::{Append, AppendError, Clock, EventStore, IndexEntry, LockKey, LockOp, Queue, QueueError, StoreError, Tail};
+use crate::workflow::event::Freeze;
 use crate::workflow::Timestamp;
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -70,6 +71,8 @@ struct Tables {
     watches: BTreeMap<String, LockKey>,
     index: BTreeMap<LockKey, Vec<IndexEntry>>,
     notified: BTreeMap<String, u64>,
+    /// Deploy freezes by project-config (`skald freeze`), beside the locks.
+    freezes: BTreeMap<LockKey, Freeze>,
 }
 
 /// Counts of what the store was asked to do: the numbers that decide a real table's cost.
@@ -113,6 +116,24 @@ impl MemoryStore {
 
     pub fn lock_item(&self, key: &LockKey) -> Option<LockItem> {
         self.tables.lock().unwrap().locks.get(key).cloned()
+    }
+
+    /// Freezes the project-config unless it is frozen already; `Err` is the freeze that stands.
+    /// (The DynamoDB store's `put_freeze` does the same with a conditional put.)
+    pub fn put_freeze(&self, key: &LockKey, freeze: Freeze) -> Result<(), Freeze> {
+        let mut tables = self.tables.lock().unwrap();
+        match tables.freezes.get(key) {
+            Some(standing) => Err(standing.clone()),
+            None => {
+                tables.freezes.insert(key.clone(), freeze);
+                Ok(())
+            }
+        }
+    }
+
+    /// Lifts the project-config's freeze; the freeze that stood, if any.
+    pub fn delete_freeze(&self, key: &LockKey) -> Option<Freeze> {
+        self.tables.lock().unwrap().freezes.remove(key)
     }
 
     pub fn locks(&self) -> BTreeMap<LockKey, LockItem> {
@@ -288,6 +309,11 @@ impl EventStore for MemoryStore {
         async move { Ok(entries) }
     }
 
+    fn freeze(&self, key: &LockKey) -> impl Future<Output = Result<Option<Freeze>, StoreError>> + Send {
+        let freeze = self.tables.lock().unwrap().freezes.get(key).cloned();
+        async move { Ok(freeze) }
+    }
+
     fn notified(&self, deploy: &str) -> impl Future<Output = Result<u64, StoreError>> + Send {
         let seq = self.tables.lock().unwrap().notified.get(deploy).copied().unwrap_or(0);
         async move { Ok(seq) }
@@ -407,6 +433,10 @@ impl<T: EventStore + Sync> EventStore for Arc<T> {
 
     fn deploys(&self, key: &LockKey, limit: usize) -> impl Future<Output = Result<Vec<IndexEntry>, StoreError>> + Send {
         (**self).deploys(key, limit)
+    }
+
+    fn freeze(&self, key: &LockKey) -> impl Future<Output = Result<Option<Freeze>, StoreError>> + Send {
+        (**self).freeze(key)
     }
 
     fn notified(&self, deploy: &str) -> impl Future<Output = Result<u64, StoreError>> + Send {

@@ -121,7 +121,17 @@ fn validate_request(state: &State) -> Decision {
     if let Some(undeploy) = &state.undeploy {
         return validate_undeploy(state, &undeploy.of_release);
     }
-    let mut problems = validate(&request.release);
+    let mut problems = Vec::new();
+    // A freeze refuses the deploy before anything else, naming who froze it, when and why.
+    if let Some(freeze) = &request.frozen {
+        let release = &request.release;
+        let message = format!(
+            "{} {} is {freeze}; deploys are refused until `skald unfreeze {} {}`",
+            release.project_name, release.config_name, release.project_name, release.config_name
+        );
+        problems.push(Problem::new("freeze", message));
+    }
+    problems.extend(validate(&request.release));
     problems.extend(Settings::check(request.settings.as_ref(), &request.release));
     if let Err(message) = names::check_release_id(&request.release_id) {
         problems.push(Problem::new("release_id", message));

@@ -49,6 +49,25 @@ fn is_rules_first(rules: &u32) -> bool {
     *rules == RULES_FIRST
 }
 
+/// A person's deploy freeze of a project-config (`skald freeze`), as skald found it when it
+/// recorded a request: while it stands every deploy of the project-config is refused (undeploys
+/// and halts still run). Recorded with the request so the refusal, and who asked for it, when and
+/// why, is in that deploy's history for an auditor.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Freeze {
+    /// Who froze it: the caller identity (an IAM ARN) of `skald freeze`.
+    pub by: String,
+    pub reason: String,
+    /// When it was frozen.
+    pub since: Timestamp,
+}
+
+impl fmt::Display for Freeze {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "frozen by {} since {}: {}", self.by, self.since, self.reason)
+    }
+}
+
 /// The kinds of failure a user sees (Odin's error names).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ErrorKind {
@@ -97,6 +116,10 @@ pub enum Event {
         /// first rules, so histories recorded before the field existed keep their bytes.
         #[serde(default = "rules_first", skip_serializing_if = "is_rules_first")]
         rules: u32,
+        /// The project-config's freeze when skald recorded the request: the deploy is refused.
+        /// Absent when it was not frozen (and in histories recorded before freezes existed).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        frozen: Option<Freeze>,
     },
     /// A person (or the release's own `automatic_undeploy_minutes`) asked for the live release of
     /// a project-config to be removed. The first event of an undeploy, which runs like a deploy:
@@ -365,11 +388,14 @@ impl fmt::Display for Event {
     /// One line a person reads in a timeline.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Event::DeployRequested { release_id, release, requested_by, .. } => {
+            Event::DeployRequested { release_id, release, requested_by, frozen, .. } => {
                 let services: Vec<&str> = release.services.keys().map(String::as_str).collect();
                 write!(f, "deploy {release_id} of {} {} ({})", release.project_name, release.config_name, services.join(", "))?;
-                match requested_by {
-                    Some(who) => write!(f, " requested by {who}"),
+                if let Some(who) = requested_by {
+                    write!(f, " requested by {who}")?;
+                }
+                match frozen {
+                    Some(freeze) => write!(f, "; the project-config is {freeze}"),
                     None => Ok(()),
                 }
             }

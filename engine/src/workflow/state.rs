@@ -7,7 +7,7 @@
 
 use super::capacity::CapacityPlan;
 use super::command::Command;
-use super::event::{Cleanliness, ErrorKind, Event, Freshness, Recorded, RULES_CURRENT, RULES_FIRST, RULES_ODIN};
+use super::event::{Cleanliness, ErrorKind, Event, Freeze, Freshness, Recorded, RULES_CURRENT, RULES_FIRST, RULES_ODIN};
 use super::health::HealthCounts;
 use super::names::{self, TemplateValues};
 use super::release::{DetachStrategy, OnConcurrentDeploy, Release};
@@ -122,6 +122,10 @@ pub struct Request {
     /// at the first rules, so states of older histories keep their hashes.
     #[serde(default = "rules_first", skip_serializing_if = "is_rules_first")]
     pub rules: u32,
+    /// The project-config's freeze found with the request (the deploy is refused). Skipped when
+    /// absent, so states of older histories keep their hashes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frozen: Option<Freeze>,
 }
 
 fn rules_first() -> u32 {
@@ -414,7 +418,7 @@ pub fn evolve(mut state: State, recorded: &Recorded) -> State {
 
 fn apply(state: &mut State, event: &Event, at: Timestamp) {
     match event {
-        Event::DeployRequested { release_id, created_at, release, release_digest, requested_by, freshness, settings, rules } => {
+        Event::DeployRequested { release_id, created_at, release, release_digest, requested_by, freshness, settings, rules, frozen } => {
             state.request = Some(Request {
                 release_id: release_id.clone(),
                 created_at: *created_at,
@@ -425,6 +429,7 @@ fn apply(state: &mut State, event: &Event, at: Timestamp) {
                 requested_at: at,
                 settings: settings.clone(),
                 rules: *rules,
+                frozen: frozen.clone(),
             });
         }
         Event::UndeployRequested { undeploy_id, of_release, release, release_digest, reason, requested_by } => {
@@ -438,6 +443,7 @@ fn apply(state: &mut State, event: &Event, at: Timestamp) {
                 requested_at: at,
                 settings: None,
                 rules: RULES_FIRST,
+                frozen: None,
             });
             state.undeploy = Some(Undeploy { of_release: of_release.clone(), reason: reason.clone(), planned: false });
         }

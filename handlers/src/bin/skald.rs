@@ -73,19 +73,47 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// The current or last deploy of a project-config.
+    /// Freeze a project-config: every deploy of it is refused (and the refusal recorded in the
+    /// deploy's history, with who froze it, when and why) until it is unfrozen. Undeploys and
+    /// halts still run. Exit 1 if it is frozen already (the standing freeze is shown).
+    Freeze {
+        project: String,
+        config: String,
+        /// Why: shown by `status` and recorded in every refused deploy.
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lift a project-config's freeze: deploys run again. Not frozen is no error.
+    Unfreeze {
+        project: String,
+        config: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The current or last deploy of a project-config, and its freeze if it is frozen.
     Status {
         project: String,
         config: String,
         #[arg(long)]
         json: bool,
     },
-    /// Deploys of a project-config, newest first.
+    /// Deploys of a project-config, newest first. With --failures, only those that ended in a
+    /// failure (FailureClean, FailureDirty) since --since, with when they ended, the error and
+    /// the reason.
     History {
         project: String,
         config: String,
-        #[arg(long, default_value_t = commands::HISTORY_LIMIT_DEFAULT)]
-        limit: usize,
+        /// How many of the latest deploys are read (default 20; with --failures, 100).
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Only the deploys that failed.
+        #[arg(long)]
+        failures: bool,
+        /// With --failures: how far back, as an age: 30m, 12h, 3d.
+        #[arg(long, requires = "failures", value_name = "AGE", default_value = commands::FAILURES_SINCE_DEFAULT, value_parser = commands::parse_age)]
+        since: u64,
         #[arg(long)]
         json: bool,
     },
@@ -159,7 +187,18 @@ fn main() -> ExitCode {
         Command::Status { project, config, json } => {
             on_aws(&overrides, |env, out| Box::pin(async move { commands::status(&env, LockKey { project, config }, json, out).await }))
         }
-        Command::History { project, config, limit, json } => on_aws(&overrides, |env, out| {
+        Command::Freeze { project, config, reason, json } => on_aws(&overrides, |env, out| {
+            Box::pin(async move { commands::freeze(&env, LockKey { project, config }, reason, json, out).await })
+        }),
+        Command::Unfreeze { project, config, json } => {
+            on_aws(&overrides, |env, out| Box::pin(async move { commands::unfreeze(&env, LockKey { project, config }, json, out).await }))
+        }
+        Command::History { project, config, limit, failures: true, since, json } => on_aws(&overrides, |env, out| {
+            let limit = limit.unwrap_or(commands::FAILURES_READ_DEFAULT);
+            Box::pin(async move { commands::failures(&env, LockKey { project, config }, since, limit, json, out).await })
+        }),
+        Command::History { project, config, limit, json, .. } => on_aws(&overrides, |env, out| {
+            let limit = limit.unwrap_or(commands::HISTORY_LIMIT_DEFAULT);
             Box::pin(async move { commands::history(&env, LockKey { project, config }, limit, json, out).await })
         }),
         Command::Replay { deploy: None, file: Some(path), at, verify, html, json } => {

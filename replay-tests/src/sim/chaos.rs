@@ -12,6 +12,7 @@ use skald_engine::codec::{decode, StoredEvent};
 use skald_engine::message::Message;
 use skald_engine::ports::{Append, AppendError, Cloud, EventStore, IndexEntry, LockKey, LockOp, Queue, QueueError, StoreError, Tail};
 use skald_engine::workflow::command::HealthTarget;
+use skald_engine::workflow::event::Freeze;
 use skald_engine::workflow::health::ServiceReport;
 use skald_engine::workflow::listener_rule::NewRule;
 use skald_engine::workflow::names::TAG_RELEASE;
@@ -327,6 +328,15 @@ impl EventStore for ChaosStore {
             this.refuse_read()?;
             this.inner.deploys(&key, limit).await
         }
+    }
+
+    // The simulation freezes nothing, so every request reads `None`. Passed straight through, not
+    // yielded or refused: one more poll per request would reshuffle every seed's schedule, and
+    // the seeds CI pins (the bug seeds, the stale-worker seed, the mutations' seeds) would stop
+    // meaning what they say. (With a yield and refusals here seed 1956 meets a stale worker that
+    // recreates a target group after its deploy ended: the known hazard, not a freeze's.)
+    fn freeze(&self, key: &LockKey) -> impl Future<Output = Result<Option<Freeze>, StoreError>> + Send {
+        self.inner.freeze(key)
     }
 
     // The simulated cloud publishes nothing (notifications are off), so the runner never asks.
