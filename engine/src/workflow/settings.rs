@@ -29,20 +29,26 @@ pub struct Settings {
     pub ami_owners: Vec<String>,
     /// The value of the `DeployWith` tag that opts AMIs and subnets in (`odin` in an account set
     /// up for Odin).
-    #[serde(default = "convention_default")]
+    #[serde(default = "convention_default", skip_serializing_if = "is_convention_default")]
     pub opt_in: String,
     /// The first part of an instance profile's path, `/<prefix>/<project>/<config>/<service>/`,
     /// and of the roles the deployer may pass to EC2 (infra/).
-    #[serde(default = "convention_default")]
+    #[serde(default = "convention_default", skip_serializing_if = "is_convention_default")]
     pub path_prefix: String,
     /// A template ASG's size tags are `<prefix>:min_size` and `<prefix>:max_size` (deployomat's
     /// `organization_prefix`).
-    #[serde(default = "convention_default")]
+    #[serde(default = "convention_default", skip_serializing_if = "is_convention_default")]
     pub size_tag_prefix: String,
 }
 
 fn convention_default() -> String {
     CONVENTION_DEFAULT.to_string()
+}
+
+/// Conventions at skald's own are not written, so settings recorded before a convention existed
+/// hash as they did (the state hash covers the request).
+fn is_convention_default(value: &String) -> bool {
+    value == CONVENTION_DEFAULT
 }
 
 impl Default for Settings {
