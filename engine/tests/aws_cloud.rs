@@ -9,7 +9,7 @@
 
 use skald_engine::adapters::aws::AwsCloud;
 use skald_engine::ports::Cloud;
-use skald_engine::testing::deploys::{failures, halt, history, memory_runner, run_until_end, submit};
+use skald_engine::testing::deploys::{failures, halt, history, memory_runner, resource_problems, run_until_end, submit};
 use skald_engine::testing::{self, moto};
 use skald_engine::workflow::command::HealthTarget;
 use skald_engine::workflow::resources::{check, Query};
@@ -320,18 +320,7 @@ async fn a_world_in_the_deployers_region_is_not_found_for_a_release_naming_anoth
 
     // Then it is refused naming what it could not find there, and nothing was created anywhere
     assert_eq!(state.end.as_ref().map(|e| e.name()), Some("FailureClean"));
-    let (events, _) = history(&runner, "01JAWSREGION00000000000002");
-    let problems: Vec<String> = events
-        .iter()
-        .filter_map(|r| {
-            if let Event::ResourcesRejected { problems } = &r.event {
-                Some(problems.iter().map(ToString::to_string))
-            } else {
-                None
-            }
-        })
-        .flatten()
-        .collect();
+    let problems = resource_problems(&runner, "01JAWSREGION00000000000002");
     assert!(problems.iter().any(|p| p.starts_with("subnets[0]:")), "{problems:?}");
     assert!(problems.iter().any(|p| p.starts_with("ami:")), "{problems:?}");
     assert!(asg_names(&cloud, &release).await.is_empty());

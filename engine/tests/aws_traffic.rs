@@ -10,7 +10,7 @@
 use aws_sdk_elasticloadbalancingv2::types as elb;
 use skald_engine::adapters::aws::AwsCloud;
 use skald_engine::ports::Cloud;
-use skald_engine::testing::deploys::{failures, halt, history, memory_runner, run_until_end, run_until_event, submit};
+use skald_engine::testing::deploys::{failures, halt, history, memory_runner, resource_problems, run_until_end, run_until_event, submit};
 use skald_engine::testing::{moto, traffic_world, TRAFFIC_PRIORITY, TRAFFIC_SERVICE};
 use skald_engine::workflow::listener_rule::NewRule;
 use skald_engine::workflow::names::{managed_tags, target_group_name, TAG_RELEASE};
@@ -353,17 +353,7 @@ async fn an_exemplar_that_cannot_be_copied_is_refused_before_anything_launches()
     // Then it is refused with the resources, naming the field and the action, and launched nothing
     assert_eq!(end_of(&state), Some("FailureClean"));
     let (events, _) = history(&runner, "01JAWSUNCOPYABLE000000001");
-    let problems: Vec<String> = events
-        .iter()
-        .filter_map(|r| {
-            if let Event::ResourcesRejected { problems } = &r.event {
-                Some(problems.iter().map(ToString::to_string))
-            } else {
-                None
-            }
-        })
-        .flatten()
-        .collect();
+    let problems = resource_problems(&runner, "01JAWSUNCOPYABLE000000001");
     assert!(
         problems.iter().any(|p| p.starts_with("services.web.traffic.priority:") && p.contains("`fixed-response` action")),
         "{problems:?}"

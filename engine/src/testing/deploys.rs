@@ -73,6 +73,13 @@ pub async fn run_until_event<C: Cloud>(runner: &MemoryRunner<C>, deploy: &str, w
     panic!("no such event in {deploy} within {MESSAGES_MAX} messages");
 }
 
+/// The problems a deploy's `ResourcesRejected` named, each as `path: message`.
+pub fn resource_problems<C>(runner: &MemoryRunner<C>, deploy: &str) -> Vec<String> {
+    let events = history(runner, deploy).0;
+    let rejected = events.iter().filter_map(|r| if let Event::ResourcesRejected { problems } = &r.event { Some(problems) } else { None });
+    rejected.flatten().map(ToString::to_string).collect()
+}
+
 /// The failures a history recorded, for assertion messages.
 pub fn failures<C>(runner: &MemoryRunner<C>, deploy: &str) -> Vec<String> {
     let events = history(runner, deploy).0;

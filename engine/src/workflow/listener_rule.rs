@@ -11,7 +11,7 @@
 //! map and writes them back; the workflow only decides whether the copy is whole. Secrets are
 //! never in it (an OIDC client secret stays in the load balancer; see [`RuleAction::secret_shown`]).
 
-use super::names::{DEPLOYER, TAG_MANAGED_BY};
+use super::names::{is_aws_tag, DEPLOYER, TAG_MANAGED_BY};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -196,11 +196,6 @@ fn uncopyable_action(action: &RuleAction) -> Option<String> {
         ),
         other => Some(format!("the exemplar rule's `{other}` action cannot be copied: an exemplar authenticates, then forwards")),
     }
-}
-
-/// `aws:` tags belong to AWS and cannot be written (any case).
-fn is_aws_tag(key: &str) -> bool {
-    key.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("aws:"))
 }
 
 #[cfg(test)]

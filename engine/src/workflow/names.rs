@@ -109,11 +109,16 @@ pub fn managed_tags(project: &str, config: &str, service: &str, release_id: &str
     ])
 }
 
+/// `aws:` tags belong to AWS: none may be written (the prefix in any case).
+pub fn is_aws_tag(key: &str) -> bool {
+    key.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("aws:"))
+}
+
 /// A clone's tags: what it copies of its template's (AWS's own and skald's scope and release tags
 /// left out), with skald's `managed` tags on top.
 pub fn copied_tags(template: &BTreeMap<String, String>, managed: BTreeMap<String, String>) -> BTreeMap<String, String> {
     let scope = [TAG_MANAGED_BY, TAG_PROJECT, TAG_CONFIG, TAG_SERVICE, TAG_RELEASE];
-    let own = |key: &str| key.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("aws:")) || scope.contains(&key);
+    let own = |key: &str| is_aws_tag(key) || scope.contains(&key);
     let mut tags: BTreeMap<String, String> = template.iter().filter(|(k, _)| !own(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
     tags.extend(managed);
     tags

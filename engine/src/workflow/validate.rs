@@ -3,8 +3,8 @@
 //! Each problem names the path of the offending field (`services.web.autoscaling.min_size`), so a
 //! producer can fix a release without reading skald's code. All problems are reported at once.
 
+use super::names::{is_aws_tag, TAG_CONFIG, TAG_DEPLOY_WITH, TAG_MANAGED_BY, TAG_PROJECT, TAG_RELEASE, TAG_SERVICE};
 use super::names::{CONFIG_NAME_LEN_MAX, PROJECT_NAME_LEN_MAX, SERVICE_NAME_LEN_MAX, UNFILLABLE_TEMPLATE_VARIABLES};
-use super::names::{TAG_CONFIG, TAG_DEPLOY_WITH, TAG_MANAGED_BY, TAG_PROJECT, TAG_RELEASE, TAG_SERVICE};
 use super::release::{AmiRef, AMI_LAUNCH_TEMPLATE, AUTOMATIC_UNDEPLOY_MINUTES_MAX, TRANSITION_LAUNCHING, TRANSITION_TERMINATING};
 use super::release::{
     Autoscaling, LifecycleHook, PolicyKind, Release, Service, Traffic, EXEMPLAR_PRIORITY_OFFSET, TIMEOUT_SECS_MAX, TRAFFIC_ALARMS_MAX,
@@ -325,7 +325,7 @@ fn check_tags(out: &mut Problems, path: &str, service: &Service) {
     for (key, value) in &service.tags {
         let at = format!("{path}.tags.{key}");
         out.check(!RESERVED_TAGS.contains(&key.as_str()), &at, "is set by skald and cannot be given");
-        out.check(!key.to_ascii_lowercase().starts_with("aws:"), &at, "tags starting with `aws:` (in any case) are reserved by AWS");
+        out.check(!is_aws_tag(key), &at, "tags starting with `aws:` (in any case) are reserved by AWS");
         // EC2 takes tag keys of up to 127 characters (Auto Scaling 128): ASG tags reach instances.
         out.check(!key.is_empty() && key.chars().count() <= 127, &at, "a tag key must be 1 to 127 characters");
         out.check(value.chars().count() <= 256, &at, "a tag value must be at most 256 characters");

@@ -263,26 +263,18 @@ fn found_action(action: &elb::Action) -> RuleAction {
         put("token_endpoint", c.token_endpoint().map(str::to_string));
         put("user_info_endpoint", c.user_info_endpoint().map(str::to_string));
         put("client_id", c.client_id().map(str::to_string));
-        put("session_cookie_name", c.session_cookie_name().map(str::to_string));
-        put("scope", c.scope().map(str::to_string));
-        put("session_timeout", c.session_timeout().map(|s| s.to_string()));
-        put("on_unauthenticated_request", c.on_unauthenticated_request().map(|b| b.as_str().to_string()));
-        for (name, value) in c.authentication_request_extra_params().into_iter().flatten() {
-            put(&format!("{EXTRA_PARAM}{name}"), Some(value.clone()));
-        }
+        let on_unauthenticated = c.on_unauthenticated_request().map(|b| b.as_str());
+        let session = Session { cookie: c.session_cookie_name(), scope: c.scope(), timeout: c.session_timeout(), on_unauthenticated };
+        session.put(&mut put, c.authentication_request_extra_params());
         secret_shown = c.client_secret().is_some_and(|s| !s.is_empty());
     }
     if let Some(c) = action.authenticate_cognito_config() {
         put("user_pool_arn", c.user_pool_arn().map(str::to_string));
         put("user_pool_client_id", c.user_pool_client_id().map(str::to_string));
         put("user_pool_domain", c.user_pool_domain().map(str::to_string));
-        put("session_cookie_name", c.session_cookie_name().map(str::to_string));
-        put("scope", c.scope().map(str::to_string));
-        put("session_timeout", c.session_timeout().map(|s| s.to_string()));
-        put("on_unauthenticated_request", c.on_unauthenticated_request().map(|b| b.as_str().to_string()));
-        for (name, value) in c.authentication_request_extra_params().into_iter().flatten() {
-            put(&format!("{EXTRA_PARAM}{name}"), Some(value.clone()));
-        }
+        let on_unauthenticated = c.on_unauthenticated_request().map(|b| b.as_str());
+        let session = Session { cookie: c.session_cookie_name(), scope: c.scope(), timeout: c.session_timeout(), on_unauthenticated };
+        session.put(&mut put, c.authentication_request_extra_params());
     }
     if let Some(s) = action.forward_config().and_then(|c| c.target_group_stickiness_config()) {
         put(STICKY_ENABLED, s.enabled().map(|e| e.to_string()));
@@ -294,6 +286,27 @@ fn found_action(action: &elb::Action) -> RuleAction {
         settings,
         forward: if is_forward(action) { forward_of(action) } else { Vec::new() },
         secret_shown,
+    }
+}
+
+/// What both authentication actions (OIDC, Cognito) say of the session they open.
+struct Session<'a> {
+    cookie: Option<&'a str>,
+    scope: Option<&'a str>,
+    timeout: Option<i64>,
+    on_unauthenticated: Option<&'a str>,
+}
+
+impl Session<'_> {
+    /// Records the session's settings, and the extra parameters of the authorization request.
+    fn put(&self, put: &mut impl FnMut(&str, Option<String>), extra: Option<&std::collections::HashMap<String, String>>) {
+        put("session_cookie_name", self.cookie.map(str::to_string));
+        put("scope", self.scope.map(str::to_string));
+        put("session_timeout", self.timeout.map(|s| s.to_string()));
+        put("on_unauthenticated_request", self.on_unauthenticated.map(str::to_string));
+        for (name, value) in extra.into_iter().flatten() {
+            put(&format!("{EXTRA_PARAM}{name}"), Some(value.clone()));
+        }
     }
 }
 
