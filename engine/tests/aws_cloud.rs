@@ -119,6 +119,34 @@ async fn an_instance_profile_outside_its_path_is_reported() {
     );
 }
 
+#[tokio::test]
+async fn a_lifecycle_hooks_role_and_topic_must_exist() {
+    // Given a release whose termination hook names a role and a topic the account does not have
+    let (cloud, mut release) = provisioned("hook-targets").await;
+    let role = moto::unique_name("hook-role");
+    let topic = moto::unique_name("hook-topic");
+    let hook = serde_json::json!({"transition": "autoscaling:EC2_INSTANCE_TERMINATING", "role": role, "sns": topic});
+    release.lifecycle.insert("termhook".into(), serde_json::from_value(hook).unwrap());
+
+    // Then both are problems, naming the hook's fields, before anything launches
+    let found = problems(&cloud, &release).await;
+    assert_eq!(
+        found,
+        [format!("lifecycle.termhook.role: no IAM role `{role}` found"), format!("lifecycle.termhook.sns: no SNS topic `{topic}` found")]
+    );
+
+    // When the role and the topic are made
+    let config = moto::aws_config().await;
+    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"autoscaling.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+    aws_sdk_iam::Client::new(&config).create_role().role_name(&role).assume_role_policy_document(trust).send().await.unwrap();
+    let topic_arn = aws_sdk_sns::Client::new(&config).create_topic().name(&topic).send().await.unwrap().topic_arn.unwrap();
+
+    // Then the hook resolves to the topic's own ARN
+    let lookup = cloud.lookup(&Query::for_release(&release)).await.unwrap();
+    let resolved = check(&release, "01JAWSTEST000000000000000", &lookup, &Default::default()).unwrap();
+    assert_eq!(resolved.lifecycle_hooks[0].notification_target_arn.as_deref(), Some(topic_arn.as_str()));
+}
+
 // ---- whole deploys through the adapter -----------------------------------------------------------
 
 async fn asg_names(cloud: &AwsCloud, release: &Release) -> Vec<String> {

@@ -22,6 +22,7 @@ const ALLOWED_ROOTS: &[&str] = &[
     "listener_rule",
     "names",
     "outcome",
+    "placement",
     "release",
     "resources",
     "safe_release",

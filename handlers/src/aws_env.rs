@@ -105,7 +105,13 @@ impl AwsEnv {
 
     /// The whole runner, as the worker and the Lambda use it.
     pub fn runner(&self) -> Result<AwsRunner, String> {
-        Ok(Runner { store: self.store(), queue: self.queue()?, cloud: self.cloud()?, clock: SystemClock, config: runner_config()? })
+        Ok(Runner {
+            store: self.store(),
+            queue: self.queue()?,
+            cloud: self.cloud()?,
+            clock: SystemClock,
+            config: runner_config(&self.config)?,
+        })
     }
 }
 
@@ -127,10 +133,12 @@ pub fn cloud(config: &aws_config::SdkConfig) -> Result<AwsCloud, String> {
     }
 }
 
-/// What the environment sets of the runner: the freshness window and the operator's settings,
-/// both recorded with every request.
-pub fn runner_config() -> Result<RunnerConfig, String> {
-    Ok(RunnerConfig { freshness: freshness()?, settings: settings()? })
+/// What the environment sets of the runner: the freshness window and the operator's settings
+/// (with the region of `sdk`, where a release without `aws_region` deploys), all recorded with
+/// every request.
+pub fn runner_config(sdk: &aws_config::SdkConfig) -> Result<RunnerConfig, String> {
+    let settings = Settings { home_region: sdk.region().map(|r| r.to_string()), ..settings()? };
+    Ok(RunnerConfig { freshness: freshness()?, settings })
 }
 
 /// The operator's settings (`SKALD_AMI_OWNERS`), or the defaults.

@@ -259,11 +259,12 @@ pub async fn history(env: &AwsEnv, key: LockKey, limit: usize, json: bool, out: 
         let digest: String = field("release_digest").chars().take(12).collect();
         writeln!(
             out,
-            "{}  {:<28} {:>7} s  {}  by {}  sha256 {digest}",
+            "{}  {:<28} {:>7} s  {}  {}  by {}  sha256 {digest}",
             field("release_id"),
             field("phase"),
             row["duration_secs"].as_u64().unwrap_or(0),
             field("requested_at"),
+            field("region"),
             field("requested_by"),
         )
         .map_err(io)?;
@@ -349,6 +350,8 @@ fn summary_json(deploy: &str, recorded: &[skald_engine::workflow::Recorded], sta
         "release_id": deploy,
         "project": request.map(|r| r.release.project_name.clone()),
         "config": request.map(|r| r.release.config_name.clone()),
+        "account": request.and_then(|r| r.account()),
+        "region": request.and_then(|r| r.region()),
         "phase": state.phase(),
         "end": state.end.as_ref().map(End::name),
         "error": error,

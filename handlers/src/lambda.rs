@@ -182,7 +182,7 @@ pub async fn aws_runner(config: &Config) -> Result<AwsRunner, String> {
         queue: SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), config.queue_url.clone()),
         cloud: crate::aws_env::cloud(&sdk)?,
         clock: SystemClock,
-        config: crate::aws_env::runner_config()?,
+        config: crate::aws_env::runner_config(&sdk)?,
     })
 }
 

@@ -302,6 +302,7 @@ pub fn request_lines(request: &Request) -> Vec<String> {
     let mut lines = vec![
         format!("  requested {} by {}", request.requested_at, request.requested_by.as_deref().unwrap_or("unknown")),
         format!("  release sha256 {}", request.release_digest),
+        format!("  in {}", request.place()),
     ];
     if let Some(freeze) = &request.frozen {
         lines.push(format!("  refused: the project-config was {freeze}"));

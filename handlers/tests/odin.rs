@@ -16,10 +16,12 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 const RELEASE_ID: &str = "01JODINEXAMPLE00000000001";
+const NULL_RELEASE_ID: &str = "01JODINNULL00000000000001";
 
-fn odin_release() -> Release {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/odin/deploy-test-release.json");
-    skald_handlers::release_file::read(&path).unwrap_or_else(|p| panic!("Odin's release reads: {p}"))
+/// One of Odin's example releases, read from its file (with its `.userdata`) as `skald deploy` reads it.
+fn odin_release(file: &str) -> Release {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/odin").join(file);
+    skald_handlers::release_file::read(&path).unwrap_or_else(|p| panic!("Odin's {file} reads: {p}"))
 }
 
 /// The hook's role and topic, which Odin's world has beside what the release names.
@@ -31,6 +33,16 @@ async fn provision_hook_targets(config: &aws_config::SdkConfig) {
     sns.create_topic().name("asg_lifecycle_hooks").send().await.expect("the hook's topic is made");
 }
 
+/// Tags the security group named `name` for every project, configuration and service (`_all`).
+async fn share_security_group(config: &aws_config::SdkConfig, name: &str) {
+    let ec2 = aws_sdk_ec2::Client::new(config);
+    let by_name = aws_sdk_ec2::types::Filter::builder().name("tag:Name").values(name).build();
+    let groups = ec2.describe_security_groups().filters(by_name).send().await.unwrap();
+    let id = groups.security_groups()[0].group_id().expect("a group id").to_string();
+    let all = ["ProjectName", "ConfigName", "ServiceName"].map(|key| aws_sdk_ec2::types::Tag::builder().key(key).value("_all").build());
+    ec2.create_tags().resources(id).set_tags(Some(all.to_vec())).send().await.unwrap();
+}
+
 async fn group_of(autoscaling: &aws_sdk_autoscaling::Client, name: &str) -> asg::AutoScalingGroup {
     let out = autoscaling.describe_auto_scaling_groups().auto_scaling_group_names(name).send().await.unwrap();
     out.auto_scaling_groups().first().cloned().unwrap_or_else(|| panic!("{name} exists"))
@@ -40,7 +52,7 @@ async fn group_of(autoscaling: &aws_sdk_autoscaling::Client, name: &str) -> asg:
 async fn odins_example_release_deploys_unchanged_with_its_policies_hook_and_user_data() {
     // Given Odin's example release, read from its file with its `.userdata`, and a world tagged
     // for it (subnets, AMI, security groups, ELB, target group, profiles, the hook's role and topic)
-    let release = odin_release();
+    let release = odin_release("deploy-test-release.json");
     let config = moto::aws_config().await;
     let cloud = AwsCloud::new(&config);
     cloud.provision_example(&release).await.expect("Odin's world is provisioned");
@@ -77,4 +89,17 @@ async fn odins_example_release_deploys_unchanged_with_its_policies_hook_and_user
         assert!(user_data.contains(RELEASE_ID) && user_data.contains(service) && user_data.contains("coinbase/deploy-test"), "{user_data}");
         assert!(!user_data.contains("{{"), "every variable was filled: {user_data}");
     }
+
+    // And Odin's null release (one service, no load balancer), in the same world, deploys too,
+    // with its own `.userdata`; `ec2::default`, which both releases name, is shared the way
+    // Odin's operators share a group: tagged `_all`
+    let null = odin_release("null-release.json");
+    cloud.provision_example(&null).await.expect("the null release's world is provisioned");
+    share_security_group(&config, "ec2::default").await;
+    submit(&runner, &null, NULL_RELEASE_ID);
+    let state = run_until_end(&runner, NULL_RELEASE_ID).await;
+    assert_eq!(state.end.as_ref().map(|e| e.name()), Some("Success"), "{:?}", failures(&runner, NULL_RELEASE_ID));
+    let group = group_of(&autoscaling, &state.services["null"].asg).await;
+    assert!(group.load_balancer_names().is_empty() && group.target_group_arns().is_empty());
+    assert_eq!(group.desired_capacity(), Some(1));
 }

@@ -7,10 +7,11 @@
 
 use crate::notify::Notification;
 use crate::ports::{Clock, Cloud};
-use crate::workflow::command::HealthTarget;
+use crate::workflow::command::{HealthTarget, Placement};
 use crate::workflow::health::{AsgSize, InstanceReport, ServiceReport};
 use crate::workflow::listener_rule::{self, NewRule, RuleAction};
 use crate::workflow::names::{TAG_CONFIG, TAG_PROJECT, TAG_RELEASE};
+use crate::workflow::placement::{FoundPlacementGroup, STATE_AVAILABLE};
 use crate::workflow::release::AMI_NAME_PREFIX;
 use crate::workflow::resources::{ExistingAsg, Found, FoundProfile, FoundRule, FoundTargetGroup, Lookup, Query, RuleCondition, Tags};
 use crate::workflow::resources::{FoundImage, FoundTemplate, TargetGroupShape, Weighted};
@@ -114,6 +115,7 @@ struct World {
     instance_profiles: BTreeMap<String, FoundProfile>,
     roles: BTreeMap<String, String>,
     topics: BTreeMap<String, String>,
+    placement_groups: BTreeMap<String, FoundPlacementGroup>,
     launch_templates: BTreeMap<String, Tags>,
     asgs: BTreeMap<String, SimAsg>,
     /// Template target groups, by name, with the settings a release's group copies.
@@ -278,6 +280,15 @@ impl SimCloud {
         self.with(|w| w.topics.insert(name.into(), format!("arn:aws:sns:us-east-1:123456789012:{name}")));
     }
 
+    pub fn add_placement_group(&self, name: &str, group: FoundPlacementGroup) {
+        self.with(|w| w.placement_groups.insert(name.into(), group));
+    }
+
+    /// The placement groups that exist, by name.
+    pub fn placement_groups(&self) -> BTreeMap<String, FoundPlacementGroup> {
+        self.with(|w| w.placement_groups.clone())
+    }
+
     /// Instances launched from now on into ASGs whose name contains `asg_part` behave as `fate`.
     pub fn set_fate(&self, asg_part: &str, fate: Fate) {
         self.with(|w| w.fates.push((asg_part.into(), fate)));
@@ -405,6 +416,7 @@ impl SimCloud {
                 images_by_prefix: images_by_prefix(&w.named_images, query),
                 alarms: query.alarms.iter().filter(|a| w.alarms.contains_key(*a)).cloned().collect(),
                 slow_start_secs: pick(&w.slow_starts, &query.target_groups),
+                placement_groups: (!query.placement_groups.is_empty()).then(|| pick(&w.placement_groups, &query.placement_groups)),
             }
         })
     }
@@ -420,6 +432,7 @@ impl SimCloud {
                     Err(CloudError::permanent("AlreadyExists", format!("an ASG named {} exists and is not this release's", spec.asg_name)))
                 };
             }
+            place(&mut w.placement_groups, spec.placement.as_ref())?;
             let launch_template = match &spec.template {
                 // A clone runs on a new version of its template's launch template (a rollback on
                 // the version it names): the launch template is the template's, not the ASG's own.
@@ -472,6 +485,24 @@ fn found(id: &str, tags: &[(&str, &str)]) -> Found {
 fn images_by_prefix(images: &[FoundImage], query: &Query) -> Vec<FoundImage> {
     let Some(prefix) = query.ami.strip_prefix(AMI_NAME_PREFIX) else { return Vec::new() };
     images.iter().filter(|i| i.name.starts_with(prefix) && query.ami_owners.contains(&i.owner)).cloned().collect()
+}
+
+/// As EC2 does: the group a launch asks to create is made (once: a second create finds it), and
+/// an ASG may not name a group that does not exist.
+fn place(groups: &mut BTreeMap<String, FoundPlacementGroup>, placement: Option<&Placement>) -> Result<(), CloudError> {
+    let Some(placement) = placement else { return Ok(()) };
+    if placement.create {
+        let group = FoundPlacementGroup {
+            strategy: placement.strategy.clone(),
+            partition_count: placement.partition_count,
+            state: STATE_AVAILABLE.to_string(),
+        };
+        groups.entry(placement.group_name.clone()).or_insert(group);
+    }
+    match groups.contains_key(&placement.group_name) {
+        true => Ok(()),
+        false => Err(CloudError::permanent("ValidationError", format!("placement group {} does not exist", placement.group_name))),
+    }
 }
 
 fn pick<V: Clone>(pool: &BTreeMap<String, V>, wanted: &std::collections::BTreeSet<String>) -> BTreeMap<String, V> {

@@ -257,6 +257,10 @@ pub struct Placement {
     pub strategy: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partition_count: Option<u32>,
+    /// Create the group (idempotently) before the ASG: it did not exist when resources were
+    /// resolved, and its name is under the project-config's prefix.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub create: bool,
 }
 
 /// One service to check: its ASG and the load balancers its instances must be healthy in.

@@ -87,7 +87,11 @@ pub fn decide(state: &State, now: Timestamp) -> Decision {
     if state.resolved.is_none() {
         let request = state.request.as_ref().expect("checked by decide");
         let ami_owners = Settings::ami_owners(request.settings.as_ref(), &request.release);
-        return Decision::Act(Command::ResolveResources { query: Box::new(Query { ami_owners, ..Query::for_release(&request.release) }) });
+        let mut query = Query { ami_owners, ..Query::for_release(&request.release) };
+        if !state.placement_rules() {
+            query.placement_groups.clear();
+        }
+        return Decision::Act(Command::ResolveResources { query: Box::new(query) });
     }
     if state.healthy {
         return final_capacity(state);
@@ -560,6 +564,7 @@ fn launch_spec(state: &State, name: &str) -> LaunchSpec {
         group_name: group_name.clone(),
         strategy: service.placement_group_strategy.clone().unwrap_or_default(),
         partition_count: service.placement_group_partition_count,
+        create: found.create_placement_group,
     });
     LaunchSpec {
         service: name.to_string(),

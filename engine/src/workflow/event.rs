@@ -38,14 +38,17 @@ pub const RULES_FIRST: u32 = 1;
 /// instance terminates, a deploy that never lowers its ASG's capacity, and a vanished ASG that
 /// fails the deploy at the next check.
 pub const RULES_ODIN: u32 = 2;
+/// Odin's rules and placement groups: a service's named group is looked up, checked and, when
+/// missing and named under the project-config's prefix, created (`workflow::placement`).
+pub const RULES_PLACEMENT: u32 = 3;
 /// The rules a runner stamps on the requests it records today.
-pub const RULES_CURRENT: u32 = RULES_ODIN;
+pub const RULES_CURRENT: u32 = RULES_PLACEMENT;
 
-fn rules_first() -> u32 {
+pub(super) fn rules_first() -> u32 {
     RULES_FIRST
 }
 
-fn is_rules_first(rules: &u32) -> bool {
+pub(super) fn is_rules_first(rules: &u32) -> bool {
     *rules == RULES_FIRST
 }
 

@@ -14,6 +14,7 @@ pub mod health;
 pub mod listener_rule;
 pub mod names;
 pub mod outcome;
+pub mod placement;
 pub mod release;
 pub mod resources;
 pub mod safe_release;

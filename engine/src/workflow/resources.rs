@@ -13,6 +13,7 @@ pub use super::listener_rule::{FoundRule, RuleCondition, Weighted};
 use super::names::{
     self, ALL, DEPLOYER, TAG_ALLOWED_SERVICE, TAG_CONFIG, TAG_DEPLOY_WITH, TAG_MANAGED_BY, TAG_PROJECT, TAG_RELEASE, TAG_SERVICE,
 };
+use super::placement::{self, FoundPlacementGroup};
 use super::release::{AmiRef, Autoscaling, Release, Service, TemplateVersion, Traffic};
 use super::release::{SIZE_TAG_MAX, SIZE_TAG_MIN, TEMPLATE_MAX_SIZE_DEFAULT, TEMPLATE_MIN_SIZE_DEFAULT};
 use super::settings::{Settings, OWNER_SELF};
@@ -50,6 +51,9 @@ pub struct Query {
     /// CloudWatch alarms that gate traffic shifts.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub alarms: BTreeSet<String>,
+    /// Placement groups the services name (looked up only under `event::RULES_PLACEMENT`).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub placement_groups: BTreeSet<String>,
 }
 
 impl Query {
@@ -72,6 +76,7 @@ impl Query {
             templates: release.services.values().filter_map(|s| s.template.clone()).collect(),
             ami_owners: release.ami_owners.clone(),
             alarms: release.services.values().filter_map(|s| s.traffic.as_ref()).flat_map(|t| t.alarms.iter().cloned()).collect(),
+            placement_groups: release.services.values().filter_map(|s| s.placement_group_name.clone()).collect(),
         }
     }
 }
@@ -184,6 +189,9 @@ pub struct Lookup {
     /// `target_groups` whose slow start is on, by the name asked for.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub slow_start_secs: BTreeMap<String, u32>,
+    /// The placement groups asked for that exist, by name; `None` when none were asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement_groups: Option<BTreeMap<String, FoundPlacementGroup>>,
 }
 
 /// A template ASG as the cloud reports it: what a clone's plan needs (the adapter copies the
@@ -315,6 +323,9 @@ pub struct ResolvedService {
     /// For a service cloned from a template ASG: what the clone is made from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<ResolvedTemplate>,
+    /// The placement group the service names does not exist yet: its launch creates it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub create_placement_group: bool,
 }
 
 /// A template to clone, checked: its launch template's version to start from, and the image a
@@ -416,7 +427,9 @@ pub fn check(release: &Release, release_id: &str, lookup: &Lookup, settings: &Se
             Some(template) => check_template(&mut problems, &path, service, template, ami.as_ref(), lookup, &scope, previous, traffic),
             None => Some(check_described(&mut problems, &path, service, lookup, &scope, previous, traffic)),
         };
-        if let Some(resolved) = resolved {
+        if let Some(mut resolved) = resolved {
+            let prefix = placement::creatable_prefix(settings, &release.project_name, &release.config_name);
+            resolved.create_placement_group = placement::check(&mut problems, &path, service, lookup.placement_groups.as_ref(), &prefix);
             services.insert(name.clone(), resolved);
         }
     }
@@ -516,7 +529,17 @@ fn check_described(
     let target_group_arns = tgs.collect();
     let instance_profile_arn = service.profile.as_ref().and_then(|p| check_profile(problems, &format!("{path}.profile"), p, lookup, scope));
     let capacity = CapacityPlan::new(&service.autoscaling, previous.as_ref().map(|asg| asg.desired_capacity));
-    ResolvedService { security_group_ids, elbs, target_group_arns, instance_profile_arn, previous, capacity, traffic, template: None }
+    ResolvedService {
+        security_group_ids,
+        elbs,
+        target_group_arns,
+        instance_profile_arn,
+        previous,
+        capacity,
+        traffic,
+        template: None,
+        create_placement_group: false,
+    }
 }
 
 /// A service cloned from a template ASG: the template exists, is scoped to the service like any
@@ -579,6 +602,7 @@ fn check_template(
             image_id: ami.and_then(AmiChoice::image_id).map(str::to_string),
             subnet_ids: template.subnet_ids.clone(),
         }),
+        create_placement_group: false,
     })
 }
 

@@ -39,6 +39,10 @@ pub struct Settings {
     /// `organization_prefix`).
     #[serde(default = "convention_default", skip_serializing_if = "is_convention_default")]
     pub size_tag_prefix: String,
+    /// The region the deployer runs in: where a release without `aws_region` deploys. Recorded
+    /// so a history says where it ran; absent in histories from before it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub home_region: Option<String>,
 }
 
 fn convention_default() -> String {
@@ -58,6 +62,7 @@ impl Default for Settings {
             opt_in: convention_default(),
             path_prefix: convention_default(),
             size_tag_prefix: convention_default(),
+            home_region: None,
         }
     }
 }

@@ -7,7 +7,7 @@
 
 use super::capacity::CapacityPlan;
 use super::command::Command;
-use super::event::{Cleanliness, ErrorKind, Event, Freeze, Freshness, Recorded, RULES_CURRENT, RULES_FIRST, RULES_ODIN};
+use super::event::{Cleanliness, ErrorKind, Event, Freeze, Freshness, Recorded, RULES_CURRENT, RULES_FIRST, RULES_ODIN, RULES_PLACEMENT};
 use super::health::HealthCounts;
 use super::names::{self, TemplateValues};
 use super::release::{DetachStrategy, OnConcurrentDeploy, Release};
@@ -120,7 +120,7 @@ pub struct Request {
     pub settings: Option<Settings>,
     /// The strategy and health rules the deploy runs under (see `event::RULES_ODIN`). Skipped
     /// at the first rules, so states of older histories keep their hashes.
-    #[serde(default = "rules_first", skip_serializing_if = "is_rules_first")]
+    #[serde(default = "super::event::rules_first", skip_serializing_if = "super::event::is_rules_first")]
     pub rules: u32,
     /// The project-config's freeze found with the request (the deploy is refused). Skipped when
     /// absent, so states of older histories keep their hashes.
@@ -128,12 +128,25 @@ pub struct Request {
     pub frozen: Option<Freeze>,
 }
 
-fn rules_first() -> u32 {
-    RULES_FIRST
-}
+impl Request {
+    /// The account the deploy runs in: the release's `aws_account_id`, or `None` for the
+    /// deployer's own.
+    pub fn account(&self) -> Option<&str> {
+        self.release.aws_account_id.as_deref()
+    }
 
-fn is_rules_first(rules: &u32) -> bool {
-    *rules == RULES_FIRST
+    /// The region the deploy runs in: the release's `aws_region`, or the deployer's region as
+    /// recorded with the request (`None` in histories from before it was).
+    pub fn region(&self) -> Option<&str> {
+        self.release.aws_region.as_deref().or(self.settings.as_ref().and_then(|s| s.home_region.as_deref()))
+    }
+
+    /// Where the deploy runs, for a person: `account 123456789012, us-west-2`.
+    pub fn place(&self) -> String {
+        let account = self.account().map_or("the deployer's account".to_string(), |a| format!("account {a}"));
+        let region = self.region().unwrap_or("the deployer's region");
+        format!("{account}, {region}")
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -810,6 +823,11 @@ impl State {
     /// Whether Odin's strategy and health rules decide this deploy.
     pub fn odin_rules(&self) -> bool {
         self.rules() >= RULES_ODIN
+    }
+
+    /// Whether placement groups are looked up, checked and created for this deploy.
+    pub fn placement_rules(&self) -> bool {
+        self.rules() >= RULES_PLACEMENT
     }
 
     /// "deploy" or "undeploy": what this history is, in the word a person reads.

@@ -9,12 +9,15 @@
 use super::errors::{cloud_error, gone_is_done, is_missing};
 use super::lookup::existing_asg;
 use super::AwsCloud;
-use crate::workflow::names::{is_policy_alarm, policy_name, TAG_RELEASE};
+use crate::workflow::names::{is_policy_alarm, policy_name, TAG_CONFIG, TAG_MANAGED_BY, TAG_PROJECT, TAG_RELEASE};
 use crate::workflow::release::{Policy, PolicyKind};
 use crate::workflow::resources::{ResolvedHook, Tags};
 use crate::workflow::{CloudError, LaunchSpec};
 use aws_sdk_autoscaling::types as asg;
 use aws_sdk_ec2::types as ec2;
+
+/// EC2's answer to creating a placement group that exists.
+const PLACEMENT_GROUP_DUPLICATE: &str = "InvalidPlacementGroup.Duplicate";
 
 /// ASG tags are propagated to instances; the launch template tags volumes the same way.
 pub(super) const PROPAGATE_AT_LAUNCH: bool = true;
@@ -24,12 +27,37 @@ impl AwsCloud {
         if let Some(template) = &spec.template {
             return self.clone_template(spec, template).await;
         }
+        self.ensure_placement_group(spec).await?;
         self.ensure_launch_template(spec, user_data).await?;
         self.ensure_asg(spec).await?;
         for policy in &spec.policies {
             self.ensure_policy(&spec.asg_name, policy).await?;
         }
         Ok(())
+    }
+
+    /// Creates the placement group the launch was resolved to create. The group belongs to the
+    /// project-config (its releases share it), so it carries skald's scope tags but no release's;
+    /// AWS answers a second create with `InvalidPlacementGroup.Duplicate`, which is done.
+    async fn ensure_placement_group(&self, spec: &LaunchSpec) -> Result<(), CloudError> {
+        let Some(placement) = spec.placement.as_ref().filter(|p| p.create) else { return Ok(()) };
+        let scope = [TAG_MANAGED_BY, TAG_PROJECT, TAG_CONFIG];
+        let tags: Tags = spec.tags.iter().filter(|(k, _)| scope.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
+        let created = self
+            .ec2
+            .create_placement_group()
+            .group_name(&placement.group_name)
+            .strategy(ec2::PlacementStrategy::from(placement.strategy.as_str()))
+            .set_partition_count(placement.partition_count.map(|c| c as i32))
+            .tag_specifications(
+                ec2::TagSpecification::builder().resource_type(ec2::ResourceType::PlacementGroup).set_tags(Some(ec2_tags(&tags))).build(),
+            )
+            .send()
+            .await;
+        match created.map(|_| ()).map_err(|e| cloud_error("CreatePlacementGroup", e)) {
+            Err(error) if error.code.as_deref() == Some(PLACEMENT_GROUP_DUPLICATE) => Ok(()),
+            other => other,
+        }
     }
 
     async fn ensure_launch_template(&self, spec: &LaunchSpec, user_data: &str) -> Result<(), CloudError> {

@@ -4,6 +4,7 @@ use super::errors::{cloud_error, is_missing};
 use super::traffic::found_rule;
 use super::AwsCloud;
 use crate::workflow::names::{TAG_CONFIG, TAG_PROJECT};
+use crate::workflow::placement::FoundPlacementGroup;
 use crate::workflow::release::EXEMPLAR_PRIORITY_OFFSET;
 use crate::workflow::resources::{ExistingAsg, Found, FoundProfile, FoundRule, FoundTargetGroup, Lookup, Query, Tags, TargetGroupShape};
 use crate::workflow::CloudError;
@@ -21,7 +22,8 @@ impl AwsCloud {
     pub(super) async fn lookup_all(&self, query: &Query) -> Result<Lookup, CloudError> {
         let identity = self.sts.get_caller_identity().send().await.map_err(|e| cloud_error("GetCallerIdentity", e))?;
         let account_id = identity.account().unwrap_or_default().to_string();
-        let topics = query.topics.iter().map(|name| (name.clone(), format!("arn:aws:sns:{}:{account_id}:{name}", self.region))).collect();
+        let partition = identity.arn().and_then(|arn| arn.split(':').nth(1)).filter(|p| !p.is_empty()).unwrap_or("aws");
+        let topics = self.topics(partition, &account_id, &query.topics).await?;
         let target_groups = self.target_groups(&query.target_groups).await?;
         let slow_start_secs = self.slow_starts(&target_groups).await?;
         Ok(Lookup {
@@ -40,6 +42,7 @@ impl AwsCloud {
             templates: self.templates(&query.templates).await?,
             images_by_prefix: self.images_by_prefix(query).await?,
             alarms: self.alarm_states(&query.alarms).await?.into_keys().collect(),
+            placement_groups: self.placement_groups(&query.placement_groups).await?,
             account_id,
             region: self.region.clone(),
         })
@@ -275,6 +278,44 @@ impl AwsCloud {
             }
         }
         Ok(by_name)
+    }
+
+    /// The topics (by name, in this account and region) that exist, with their ARNs: a hook
+    /// naming a missing topic is refused before anything launches, not when its ASG is created.
+    async fn topics(&self, partition: &str, account_id: &str, names: &BTreeSet<String>) -> Result<BTreeMap<String, String>, CloudError> {
+        let mut by_name = BTreeMap::new();
+        for name in names {
+            let arn = format!("arn:{partition}:sns:{}:{account_id}:{name}", self.region);
+            match self.sns.get_topic_attributes().topic_arn(&arn).send().await {
+                Ok(_) => {
+                    by_name.insert(name.clone(), arn);
+                }
+                Err(e) => absent_if_missing(cloud_error("GetTopicAttributes", e))?,
+            }
+        }
+        Ok(by_name)
+    }
+
+    /// The placement groups asked for that exist (`None` when none were asked for: a history
+    /// from before groups were looked up judges none).
+    async fn placement_groups(&self, names: &BTreeSet<String>) -> Result<Option<BTreeMap<String, FoundPlacementGroup>>, CloudError> {
+        if names.is_empty() {
+            return Ok(None);
+        }
+        // A filter, not GroupNames: AWS answers a missing name in GroupNames with an error.
+        let filter = aws_sdk_ec2::types::Filter::builder().name("group-name").set_values(Some(names.iter().cloned().collect())).build();
+        let out =
+            self.ec2.describe_placement_groups().filters(filter).send().await.map_err(|e| cloud_error("DescribePlacementGroups", e))?;
+        let found = out.placement_groups().iter().filter_map(|group| {
+            let name = group.group_name().filter(|n| names.contains(*n))?;
+            let found = FoundPlacementGroup {
+                strategy: group.strategy().map(|s| s.as_str().to_string()).unwrap_or_default(),
+                partition_count: group.partition_count().and_then(|c| u32::try_from(c).ok()),
+                state: group.state().map(|s| s.as_str().to_string()).unwrap_or_default(),
+            };
+            Some((name.to_string(), found))
+        });
+        Ok(Some(found.collect()))
     }
 
     /// Every ASG tagged with this project and config, whichever release made it.

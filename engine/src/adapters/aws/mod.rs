@@ -19,9 +19,7 @@
 //! - A release naming another region (`aws_region`) is deployed with clients of that region, on
 //!   the same credentials, made once per account and region ([`AwsCloud::in_place`]).
 //!
-//! Deliberately absent: launch configurations (AWS no longer offers them to new accounts), SNS
-//! look-ups (a topic name becomes its ARN in this account and region), creating placement groups
-//! (the named group must exist).
+//! Deliberately absent: launch configurations (AWS no longer offers them to new accounts).
 
 mod errors;
 mod launch;
@@ -63,6 +61,8 @@ pub struct AwsCloud {
     iam: aws_sdk_iam::Client,
     sts: aws_sdk_sts::Client,
     cloudwatch: aws_sdk_cloudwatch::Client,
+    /// For the lifecycle hooks' topics: that they exist.
+    sns: aws_sdk_sns::Client,
     region: String,
     /// Where transitions are published; nowhere unless configured.
     publisher: Option<notify::Publisher>,
@@ -91,6 +91,7 @@ impl AwsCloud {
             iam: aws_sdk_iam::Client::new(config),
             sts: aws_sdk_sts::Client::new(config),
             cloudwatch: aws_sdk_cloudwatch::Client::new(config),
+            sns: aws_sdk_sns::Client::new(config),
             region: config.region().map(ToString::to_string).unwrap_or_else(|| "us-east-1".to_string()),
             publisher: None,
             config: config.clone(),
