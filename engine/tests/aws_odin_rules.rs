@@ -1,7 +1,8 @@
 //! Odin's retirement and capacity rules on real API answers (moto, started by the test support):
 //! each `detach_strategy` retires the old release's ASG as it says, the old release waits out the
 //! new target group's slow start, and a desired capacity lowered by someone else mid-deploy is set
-//! back (Odin's `SafeSetMinDesiredCapacity`).
+//! back (Odin's `SafeSetMinDesiredCapacity`), and a placement group under the configuration's prefix
+//! is created once and reused (Odin's `FindOrCreatePartitionGroup`).
 //!
 //! The runner uses the in-memory store and queue on a virtual clock, so waits pass at once while
 //! every cloud call is real. Each test works in its own project-config.
@@ -150,4 +151,37 @@ async fn a_capacity_lowered_mid_deploy_is_set_back() {
     let out = autoscaling.describe_auto_scaling_groups().auto_scaling_group_names(&asg).send().await.unwrap();
     let group = &out.auto_scaling_groups()[0];
     assert_eq!((group.min_size(), group.desired_capacity()), (Some(final_min as i32), Some(final_desired as i32)));
+}
+
+#[tokio::test]
+async fn a_placement_group_under_the_configs_prefix_is_created_tagged_and_reused() {
+    // Given a release whose web service names a partition group under skald/<project>/<config>/
+    // that does not exist yet
+    let (cloud, mut release) = provisioned("placement").await;
+    let group = format!("skald/{}/{}/web", release.project_name, release.config_name);
+    let web = release.services.get_mut("web").unwrap();
+    web.placement_group_name = Some(group.clone());
+    web.placement_group_strategy = Some("partition".into());
+    web.placement_group_partition_count = Some(3);
+    let runner = memory_runner(cloud);
+
+    // When two releases deploy one after the other
+    deploy_to_success(&runner, &release, &id("placement", 1)).await;
+    deploy_to_success(&runner, &release, &id("placement", 2)).await;
+
+    // Then EC2 holds one group, partitioned as asked and tagged as skald's, which the second
+    // release found rather than created, and both ASGs were placed in it
+    let ec2 = aws_sdk_ec2::Client::new(&moto::aws_config().await);
+    let out = ec2.describe_placement_groups().group_names(&group).send().await.unwrap();
+    let found = out.placement_groups();
+    assert_eq!(found.len(), 1);
+    assert_eq!((found[0].strategy().map(|s| s.as_str()), found[0].partition_count()), (Some("partition"), Some(3)));
+    assert!(found[0].tags().iter().any(|t| t.key() == Some("ManagedBy") && t.value() == Some("skald")), "{:?}", found[0].tags());
+    let creates: Vec<bool> =
+        [1, 2].map(|n| history(&runner, &id("placement", n)).1.resolved.unwrap().services["web"].create_placement_group).to_vec();
+    assert_eq!(creates, [true, false]);
+    let autoscaling = aws_sdk_autoscaling::Client::new(&moto::aws_config().await);
+    let asg = history(&runner, &id("placement", 2)).1.services["web"].asg.clone();
+    let out = autoscaling.describe_auto_scaling_groups().auto_scaling_group_names(&asg).send().await.unwrap();
+    assert_eq!(out.auto_scaling_groups()[0].placement_group(), Some(group.as_str()));
 }

@@ -11,6 +11,7 @@ use skald_engine::ports::LockKey;
 use skald_engine::runner::{Handled, RunError};
 use skald_engine::workflow::event::{Cleanliness, ErrorKind, Event, Freeze};
 use skald_engine::workflow::names::TAG_DEPLOY_WITH;
+use skald_engine::workflow::placement::FoundPlacementGroup;
 use skald_engine::workflow::release::{DetachStrategy, Strategy};
 use skald_engine::workflow::state::End;
 use skald_engine::workflow::CloudError;
@@ -381,6 +382,77 @@ fn an_untagged_subnet_is_rejected_naming_the_field() {
 
     let Some(End::Failure { reason, .. }) = &state.end else { panic!("{state:?}") };
     assert!(reason.contains(&format!("subnets[2]: subnet `subnet-0123` (subnet-0123) is not tagged {TAG_DEPLOY_WITH}=skald")), "{reason}");
+}
+
+// ---- placement groups (Odin's FindOrCreatePartitionGroup) -------------------------------------
+
+fn placed(mut release: skald_engine::workflow::Release, group: &str) -> skald_engine::workflow::Release {
+    let web = release.services.get_mut("web").unwrap();
+    web.placement_group_name = Some(group.into());
+    web.placement_group_strategy = Some("partition".into());
+    web.placement_group_partition_count = Some(3);
+    release
+}
+
+#[test]
+fn a_placement_group_under_the_configs_prefix_is_created_by_the_first_deploy_and_reused_by_the_next() {
+    // Given a release whose web service names a partition group under skald/<project>/<config>/
+    // that does not exist yet
+    let group = "skald/coinbase/deploy-test/production/web";
+    let release = placed(release(), group);
+    let local = world(&release);
+
+    // When two releases deploy one after the other
+    local.submit(&release, &id(1));
+    let first = run_until_end(&local, &id(1));
+    local.submit(&release, &id(2));
+    let second = run_until_end(&local, &id(2));
+
+    // Then the first created the group (partitioned as the release says) and the second used it
+    assert_eq!((&first.end, &second.end), (&Some(End::Success), &Some(End::Success)));
+    let creates = |state: &skald_engine::workflow::State| state.resolved.as_ref().unwrap().services["web"].create_placement_group;
+    assert_eq!((creates(&first), creates(&second)), (true, false));
+    let groups = local.cloud.placement_groups();
+    assert_eq!(groups.keys().collect::<Vec<_>>(), [group]);
+    assert_eq!((groups[group].strategy.as_str(), groups[group].partition_count), ("partition", Some(3)));
+}
+
+#[test]
+fn a_missing_placement_group_named_outside_the_configs_prefix_is_refused_before_anything_launches() {
+    // Given a release naming a group another project could own, which does not exist
+    let release = placed(release(), "coinbase/other-project/web");
+    let local = world(&release);
+
+    // When it deploys
+    local.submit(&release, &id(1));
+    let state = run_until_end(&local, &id(1));
+
+    // Then nothing launches, no group is created, and the refusal names the field
+    assert!(failure(ErrorKind::BadRelease, Cleanliness::Clean)(&state.end));
+    let Some(End::Failure { reason, .. }) = &state.end else { unreachable!() };
+    assert!(reason.contains("services.web.placement_group_name: no placement group `coinbase/other-project/web` found"), "{reason}");
+    assert!(!local.cloud.calls().iter().any(|c| c.starts_with("launch")));
+    assert!(local.cloud.placement_groups().is_empty());
+}
+
+#[test]
+fn an_existing_placement_group_with_another_partition_count_is_refused() {
+    // Given the group exists with 2 partitions and the release asks for 3
+    let group = "skald/coinbase/deploy-test/production/web";
+    let release = placed(release(), group);
+    let local = world(&release);
+    let found = FoundPlacementGroup { strategy: "partition".into(), partition_count: Some(2), state: "available".into() };
+    local.cloud.add_placement_group(group, found);
+
+    // When it deploys
+    local.submit(&release, &id(1));
+    let state = run_until_end(&local, &id(1));
+
+    // Then it is refused naming the count, and nothing launches
+    let Some(End::Failure { reason, .. }) = &state.end else { panic!("{state:?}") };
+    assert!(reason.contains("services.web.placement_group_partition_count: placement group"), "{reason}");
+    assert!(reason.contains("has 2 partitions, not 3"), "{reason}");
+    assert!(!local.cloud.calls().iter().any(|c| c.starts_with("launch")));
 }
 
 #[test]

@@ -14,6 +14,10 @@
 //!   `GET /moto-api/` ([`READY_TIMEOUT`]).
 //! - moto never outlives the test process: it runs under a small python watchdog that polls
 //!   its parent (the test process) and stops moto once the parent is gone.
+//! - moto runs with test-only additions (`moto_extensions.py`, [`EXTENSIONS`]) for the EC2 calls
+//!   skald makes that moto lacks: CreatePlacementGroup and DescribePlacementGroups. They behave
+//!   as EC2 documents (duplicates and unknown names answer EC2's error codes); nothing else of
+//!   moto is changed. With `SKALD_TEST_AWS_ENDPOINT` they are the endpoint's business.
 //!
 //! What it deliberately does not do:
 //! - Reset moto between tests: tests share one server, so each uses its own table and queue
@@ -43,9 +47,9 @@ pub const REGION: &str = "us-east-1";
 /// (which also guards against the pid being reused).
 const WATCHDOG: &str = r#"
 import os, subprocess, sys, time
-parent, server, port = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-moto = subprocess.Popen([server, "-H", "127.0.0.1", "-p", port], stdin=subprocess.DEVNULL,
-                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+parent, python, extensions, port = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+moto = subprocess.Popen([python, "-c", extensions, "-H", "127.0.0.1", "-p", port],
+                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 def parent_alive():
     if os.getppid() != parent:
         return False
@@ -65,6 +69,10 @@ if moto.poll() is None:
     except subprocess.TimeoutExpired:
         moto.kill()
 "#;
+
+/// moto's server with the test-only EC2 additions (placement groups), as a `python -c` program
+/// taking `moto_server`'s arguments.
+pub const EXTENSIONS: &str = include_str!("moto_extensions.py");
 
 /// The endpoint of the local AWS API, starting moto the first time. Panics with the reason when
 /// no endpoint can be had: a test cannot run without one.
@@ -130,25 +138,32 @@ pub fn python() -> PathBuf {
 
 fn start_moto() -> Result<String, String> {
     let venv = target_dir().join("moto-venv");
-    let server = ensure_installed(&venv)?;
+    ensure_installed(&venv)?;
+    let python = venv.join("bin/python");
     let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| format!("finding a free port: {e}"))?.port();
-    let mut watchdog = Command::new(venv.join("bin/python"))
+    let mut watchdog = Command::new(&python)
         .arg("-c")
         .arg(WATCHDOG)
         .arg(std::process::id().to_string())
-        .arg(&server)
+        .arg(&python)
+        .arg(EXTENSIONS)
         .arg(port.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .spawn()
-        .map_err(|e| format!("starting {}: {e}", server.display()))?;
+        .map_err(|e| format!("starting {}: {e}", python.display()))?;
     let deadline = Instant::now() + READY_TIMEOUT;
     while Instant::now() < deadline {
         if answers(port) {
             return Ok(format!("http://127.0.0.1:{port}"));
         }
         if let Ok(Some(status)) = watchdog.try_wait() {
-            return Err(format!("moto exited ({status}) before answering; try `{} -H 127.0.0.1 -p {port}`", server.display()));
+            let program = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/testing/moto_extensions.py");
+            return Err(format!(
+                "moto exited ({status}) before answering; try `{} {} -H 127.0.0.1 -p {port}`",
+                python.display(),
+                program.display()
+            ));
         }
         std::thread::sleep(Duration::from_millis(100));
     }
